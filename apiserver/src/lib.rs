@@ -1,1 +1,2 @@
-
+//! rdd's embedded Kubernetes-compatible API server.
+pub mod storage;
