@@ -1,2 +1,27 @@
-//! rdd's embedded Kubernetes-compatible API server.
+//! rdd's embedded Kubernetes-compatible API server: HTTPS, authentication, discovery, OpenAPI,
+//! get/list/watch and the write pipeline over a kine-style SQLite store.
+
+pub mod auth;
+pub mod builtin;
+pub mod crd;
+pub mod discovery;
+pub mod error;
+pub mod events;
+pub mod handlers;
+pub mod kubeconfig;
+pub mod lifecycle;
+pub mod meta;
+pub mod openapi;
+pub mod protobuf;
+pub mod registry;
+pub mod request;
+pub mod selector;
+pub mod server;
 pub mod storage;
+pub mod table;
+pub mod tls;
+pub mod validation;
+pub mod watch;
+pub mod write;
+
+pub use server::{Config, Running, ServeError, start};

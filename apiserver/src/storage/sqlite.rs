@@ -72,7 +72,11 @@ fn open_rw(path: &Path, sync_full: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", if sync_full { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if sync_full { "FULL" } else { "NORMAL" },
+    )?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     Ok(conn)
 }
@@ -85,7 +89,6 @@ fn open_ro(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(Duration::from_secs(30))?;
     Ok(conn)
 }
-
 
 fn decode(blob: &[u8]) -> Result<serde_json::Value, StoreError> {
     serde_json::from_slice(blob).map_err(|e| StoreError::Internal(format!("corrupt row: {e}")))
@@ -119,14 +122,23 @@ impl Store {
             )));
         }
         conn.execute_batch(SCHEMA)?;
-        let current: i64 = conn.query_row("SELECT COALESCE(MAX(rev), 0) FROM kv", [], |r| r.get(0))?;
+        let current: i64 =
+            conn.query_row("SELECT COALESCE(MAX(rev), 0) FROM kv", [], |r| r.get(0))?;
         // AUTOINCREMENT keeps the high-water mark in sqlite_sequence even when rows are compacted.
         let seq: i64 = conn
-            .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'kv'", [], |r| r.get(0))
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'kv'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?
             .unwrap_or(0);
         let compacted: i64 = conn
-            .query_row("SELECT value FROM rdd_meta WHERE name = 'compact_rev'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM rdd_meta WHERE name = 'compact_rev'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?
             .unwrap_or(0);
         let hub = Arc::new(Hub::new(opts.ring_capacity, opts.watcher_queue));
@@ -446,7 +458,9 @@ impl Writer {
             return;
         }
         let result = (|| -> Result<Vec<Result<Arc<Event>, StoreError>>, StoreError> {
-            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut results = Vec::with_capacity(writes.len());
             for (op, _) in &writes {
                 results.push(apply_op(&tx, op));
@@ -492,7 +506,9 @@ impl Writer {
         // Superseded rows: any row that has a newer row for the same key at or below the target;
         // tombstones at or below the target. Batched to keep each transaction short.
         loop {
-            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let n = tx.execute(
                 "DELETE FROM kv WHERE rev IN (
                    SELECT a.rev FROM kv a WHERE a.rev <= ?1 AND (
@@ -511,7 +527,9 @@ impl Writer {
             params![target],
         )?;
         self.compacted.store(target, Ordering::SeqCst);
-        let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         Ok(target)
     }
 }
@@ -602,9 +620,11 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> Result<Arc<Event>, 
             }
             let blob = encode(value)?;
             let lease: Option<i64> = tx
-                .query_row("SELECT lease_expires FROM kv WHERE rev = ?1", params![l.rev], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT lease_expires FROM kv WHERE rev = ?1",
+                    params![l.rev],
+                    |r| r.get(0),
+                )
                 .optional()?
                 .flatten();
             let rev = insert(tx, key, false, Some(l.create_rev), l.rev, lease, &blob)?;
@@ -656,31 +676,57 @@ mod tests {
     async fn create_update_delete_revisions_and_cas() {
         let (_d, s) = store();
         let c = s
-            .write(WriteOp::Create { key: "/core/configmaps/ns/a".into(), value: json!({"a":1}), lease_expires: None })
+            .write(WriteOp::Create {
+                key: "/core/configmaps/ns/a".into(),
+                value: json!({"a":1}),
+                lease_expires: None,
+            })
             .await
             .unwrap();
         assert_eq!(c.rev, 1);
         let dup = s
-            .write(WriteOp::Create { key: "/core/configmaps/ns/a".into(), value: json!({}), lease_expires: None })
+            .write(WriteOp::Create {
+                key: "/core/configmaps/ns/a".into(),
+                value: json!({}),
+                lease_expires: None,
+            })
             .await;
         assert!(matches!(dup, Err(StoreError::AlreadyExists)));
         let stale = s
-            .write(WriteOp::Update { key: "/core/configmaps/ns/a".into(), expected_rev: 7, value: json!({}) })
+            .write(WriteOp::Update {
+                key: "/core/configmaps/ns/a".into(),
+                expected_rev: 7,
+                value: json!({}),
+            })
             .await;
         assert!(matches!(stale, Err(StoreError::Conflict { .. })));
         let u = s
-            .write(WriteOp::Update { key: "/core/configmaps/ns/a".into(), expected_rev: 1, value: json!({"a":2}) })
+            .write(WriteOp::Update {
+                key: "/core/configmaps/ns/a".into(),
+                expected_rev: 1,
+                value: json!({"a":2}),
+            })
             .await
             .unwrap();
         assert_eq!(u.rev, 2, "failed writes consume no revision");
         let row = s.get("/core/configmaps/ns/a").await.unwrap().unwrap();
         assert_eq!((row.rev, row.create_rev), (2, 1));
-        let d = s.write(WriteOp::Delete { key: "/core/configmaps/ns/a".into(), expected_rev: 0 }).await.unwrap();
+        let d = s
+            .write(WriteOp::Delete {
+                key: "/core/configmaps/ns/a".into(),
+                expected_rev: 0,
+            })
+            .await
+            .unwrap();
         assert_eq!(d.kind, EventType::Deleted);
         assert!(s.get("/core/configmaps/ns/a").await.unwrap().is_none());
         // Re-create after delete works.
         let again = s
-            .write(WriteOp::Create { key: "/core/configmaps/ns/a".into(), value: json!({"a":3}), lease_expires: None })
+            .write(WriteOp::Create {
+                key: "/core/configmaps/ns/a".into(),
+                value: json!({"a":3}),
+                lease_expires: None,
+            })
             .await
             .unwrap();
         assert_eq!(again.rev, 4);
@@ -690,24 +736,42 @@ mod tests {
     async fn list_history_paging_and_compaction() {
         let (_d, s) = store();
         for i in 0..5 {
-            s.write(WriteOp::Create { key: format!("/core/configmaps/ns/k{i}"), value: json!({"i": i}), lease_expires: None })
-                .await
-                .unwrap();
+            s.write(WriteOp::Create {
+                key: format!("/core/configmaps/ns/k{i}"),
+                value: json!({"i": i}),
+                lease_expires: None,
+            })
+            .await
+            .unwrap();
         }
         let (page, rev, more) = s.list("/core/configmaps/ns/", 0, None, 2).await.unwrap();
         assert_eq!(page.len(), 2);
         assert!(more);
         assert_eq!(rev, 5);
-        s.write(WriteOp::Delete { key: "/core/configmaps/ns/k3".into(), expected_rev: 0 }).await.unwrap();
+        s.write(WriteOp::Delete {
+            key: "/core/configmaps/ns/k3".into(),
+            expected_rev: 0,
+        })
+        .await
+        .unwrap();
         // The second page at the first page's revision still sees k3.
-        let (page2, _, _) = s.list("/core/configmaps/ns/", rev, Some(page[1].key.clone()), 10).await.unwrap();
+        let (page2, _, _) = s
+            .list("/core/configmaps/ns/", rev, Some(page[1].key.clone()), 10)
+            .await
+            .unwrap();
         assert_eq!(page2.len(), 3);
         let (now, _, _) = s.list("/core/configmaps/ns/", 0, None, 0).await.unwrap();
         assert_eq!(now.len(), 4);
         let evs = s.events_since(2).await.unwrap();
-        assert_eq!(evs.iter().map(|e| e.rev).collect::<Vec<_>>(), vec![3, 4, 5, 6]);
+        assert_eq!(
+            evs.iter().map(|e| e.rev).collect::<Vec<_>>(),
+            vec![3, 4, 5, 6]
+        );
         s.compact_all().await.unwrap();
-        assert!(matches!(s.list("/core/configmaps/ns/", 3, None, 0).await, Err(StoreError::Compacted { .. })));
+        assert!(matches!(
+            s.list("/core/configmaps/ns/", 3, None, 0).await,
+            Err(StoreError::Compacted { .. })
+        ));
     }
 
     #[tokio::test]
@@ -717,14 +781,36 @@ mod tests {
         {
             let s = Arc::new(Store::open(&path, StoreOptions::default()).unwrap());
             for i in 0..3 {
-                s.write(WriteOp::Create { key: format!("/x/y//k{i}"), value: json!({}), lease_expires: None }).await.unwrap();
+                s.write(WriteOp::Create {
+                    key: format!("/x/y//k{i}"),
+                    value: json!({}),
+                    lease_expires: None,
+                })
+                .await
+                .unwrap();
             }
-            s.write(WriteOp::Delete { key: "/x/y//k2".into(), expected_rev: 0 }).await.unwrap();
+            s.write(WriteOp::Delete {
+                key: "/x/y//k2".into(),
+                expected_rev: 0,
+            })
+            .await
+            .unwrap();
             s.compact_all().await.unwrap();
         }
         let s = Arc::new(Store::open(&path, StoreOptions::default()).unwrap());
-        assert_eq!(s.current_rev(), 4, "revision never goes back, even when the newest row was compacted");
-        let e = s.write(WriteOp::Create { key: "/x/y//k9".into(), value: json!({}), lease_expires: None }).await.unwrap();
+        assert_eq!(
+            s.current_rev(),
+            4,
+            "revision never goes back, even when the newest row was compacted"
+        );
+        let e = s
+            .write(WriteOp::Create {
+                key: "/x/y//k9".into(),
+                value: json!({}),
+                lease_expires: None,
+            })
+            .await
+            .unwrap();
         assert_eq!(e.rev, 5);
         assert_eq!(s.compacted_rev(), 4);
     }

@@ -1,0 +1,129 @@
+//! Property tests: FieldsV1 round trip, set algebra, apply idempotence.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use rdd_ssa::{FieldSet, PathElement};
+use serde_json::{Value, json};
+
+fn element() -> impl Strategy<Value = PathElement> {
+    prop_oneof![
+        "[a-c]{1,2}".prop_map(PathElement::Field),
+        ("[a-c]{1,2}", 0i64..3).prop_map(|(n, p)| PathElement::key([
+            ("name", &Value::String(n)),
+            ("port", &json!(p)),
+        ])),
+        prop_oneof![
+            "[a-c]{0,2}".prop_map(Value::String),
+            (0i64..5).prop_map(|i| json!(i)),
+            Just(json!(true)),
+        ]
+        .prop_map(|v| PathElement::value(&v)),
+        (0usize..4).prop_map(PathElement::Index),
+    ]
+}
+
+fn field_set() -> impl Strategy<Value = FieldSet> {
+    prop::collection::vec(prop::collection::vec(element(), 1..4), 0..8).prop_map(|paths| {
+        let mut set = FieldSet::new();
+        for p in paths {
+            set.insert(&p);
+        }
+        set
+    })
+}
+
+fn config() -> impl Strategy<Value = Value> {
+    (
+        prop::option::of(0i64..4),
+        prop::collection::btree_map("[a-c]", "[x-z]", 0..3),
+        prop::collection::btree_map("[a-d]", 0i64..3, 0..4),
+        prop::collection::btree_set("[p-s]", 0..3),
+        prop::option::of(prop::collection::vec("[a-b]", 0..3)),
+        prop::collection::btree_map("[A-C]", "(True|False)", 0..3),
+    )
+        .prop_map(|(replicas, labels, ports, tags, args, conds)| {
+            let mut spec = serde_json::Map::new();
+            if let Some(r) = replicas {
+                spec.insert("replicas".into(), json!(r));
+            }
+            if !ports.is_empty() {
+                let ports: Vec<Value> = ports
+                    .iter()
+                    .map(|(n, p)| json!({"name": n, "port": p}))
+                    .collect();
+                spec.insert("ports".into(), Value::Array(ports));
+            }
+            if !tags.is_empty() {
+                spec.insert("tags".into(), json!(tags));
+            }
+            if let Some(a) = args {
+                spec.insert("args".into(), json!(a));
+            }
+            let conditions: Vec<Value> = conds
+                .iter()
+                .map(|(t, s)| json!({"type": t, "status": s}))
+                .collect();
+            obj(json!({
+                "metadata": {"labels": labels},
+                "spec": spec,
+                "status": {"conditions": conditions}
+            }))
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn fields_v1_round_trips(set in field_set()) {
+        let encoded = set.to_fields_v1();
+        prop_assert_eq!(FieldSet::from_fields_v1(&encoded).unwrap(), set.clone());
+        // Encoding is deterministic down to the text.
+        let again = FieldSet::from_fields_v1(&encoded).unwrap().to_fields_v1();
+        prop_assert_eq!(encoded.to_string(), again.to_string());
+    }
+
+    #[test]
+    fn set_algebra_laws(a in field_set(), b in field_set(), c in field_set()) {
+        prop_assert_eq!(a.union(&b), b.union(&a));
+        prop_assert_eq!(a.intersection(&b), b.intersection(&a));
+        prop_assert_eq!(a.union(&b).union(&c), a.union(&b.union(&c)));
+        prop_assert!(a.difference(&a).is_empty());
+        prop_assert!(a.difference(&a.union(&b)).is_empty());
+        prop_assert!(a.difference(&b).intersection(&b).is_empty());
+        prop_assert_eq!(a.difference(&b).union(&a.intersection(&b)), a.clone());
+        prop_assert_eq!(a.union(&b).difference(&b), a.difference(&b));
+        prop_assert_eq!(a.intersection(&a), a.clone());
+        prop_assert_eq!(a.union(&FieldSet::new()), a.clone());
+        let members = a.union(&b).members().len();
+        prop_assert_eq!(members, a.members().len() + b.difference(&a).members().len());
+    }
+
+    #[test]
+    fn applying_twice_is_idempotent(first in config(), second in config(), force in any::<bool>()) {
+        let a = apply_as(None, &first, &[], "alice", false, T0).unwrap();
+        let Ok(b) = apply_as(Some(&a.object), &second, &a.managed_fields, "bob", force, T1) else {
+            // Conflicts are a legitimate outcome without force.
+            prop_assert!(!force);
+            return Ok(());
+        };
+        let again = apply_as(Some(&b.object), &second, &b.managed_fields, "bob", force, T2).unwrap();
+        prop_assert_eq!(&again, &b);
+        // Alice re-applying her own config after bob is stable too, when it succeeds.
+        if let Ok(a2) = apply_as(Some(&b.object), &first, &b.managed_fields, "alice", false, T2) {
+            let a3 = apply_as(Some(&a2.object), &first, &a2.managed_fields, "alice", false, T2)
+                .unwrap();
+            prop_assert_eq!(a3, a2);
+        }
+    }
+
+    #[test]
+    fn applied_fields_end_up_in_the_object(cfg in config()) {
+        let out = apply_as(None, &cfg, &[], "alice", false, T0).unwrap();
+        let owned = rdd_ssa::fields_of(&out.object, Some(&schema()));
+        let mine = out.managed_fields.first().map(|e| e.field_set().unwrap()).unwrap_or_default();
+        prop_assert!(mine.difference(&owned).is_empty());
+    }
+}

@@ -1,0 +1,421 @@
+//! The server process: state, TLS listener, authentication and routing.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::{Tokens, UserInfo};
+use crate::builtin::{self, Schemas};
+use crate::error::ApiError;
+use crate::registry::{Registry, Resource};
+use crate::request::{Body, Ctx, Query, error_response, json_response, text_response};
+use crate::storage::{Store, StoreOptions};
+use crate::tls::Pki;
+use crate::{crd, discovery, handlers, lifecycle, openapi};
+
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Instance directory: database, TLS material, tokens.
+    pub dir: PathBuf,
+    pub bind: IpAddr,
+    /// Desired port; when busy (or 0) a free port is taken.
+    pub port: u16,
+    pub sync_full: bool,
+    pub max_inflight: usize,
+    pub max_watches: usize,
+    /// Test switch: answer discovery in the legacy form only.
+    pub disable_aggregated_discovery: bool,
+    /// Test switch: refuse `sendInitialEvents` with 422, forcing clients to list+watch.
+    pub reject_send_initial_events: bool,
+}
+
+impl Config {
+    pub fn new(dir: PathBuf, port: u16) -> Config {
+        Config {
+            dir,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port,
+            sync_full: false,
+            max_inflight: 400,
+            max_watches: 10_000,
+            disable_aggregated_discovery: false,
+            reject_send_initial_events: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StoreError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub struct State {
+    pub config: Config,
+    pub store: Arc<Store>,
+    registry: RwLock<Arc<Registry>>,
+    pub builtins: Vec<Resource>,
+    pub schemas: Schemas,
+    tokens: Tokens,
+    ready: AtomicBool,
+    inflight: Semaphore,
+    pub watches: Semaphore,
+    pub openapi: crate::openapi::Cache,
+}
+
+impl State {
+    pub fn registry(&self) -> Arc<Registry> {
+        match self.registry.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Rebuild the registry from the built-ins plus every established CRD in storage.
+    pub async fn reload_crds(&self) -> Result<(), ApiError> {
+        let crds = crd::served_resources(self).await?;
+        let generation = self.registry().generation + 1;
+        let mut all = self.builtins.clone();
+        all.extend(crds);
+        let reg = Arc::new(Registry::new(all, generation));
+        match self.registry.write() {
+            Ok(mut w) => *w = reg,
+            Err(p) => *p.into_inner() = reg,
+        }
+        Ok(())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<State>,
+    pub pki: Pki,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub fn abort(&self) {
+        self.accept.abort();
+    }
+}
+
+async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
+    match TcpListener::bind(SocketAddr::new(config.bind, config.port)).await {
+        Ok(l) => Ok(l),
+        Err(e) if config.port != 0 && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::info!(port = config.port, "port busy, binding a free port instead");
+            Ok(TcpListener::bind(SocketAddr::new(config.bind, 0)).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Open storage, bootstrap, and start serving. Returns once the listener is bound.
+pub async fn start(config: Config) -> Result<Running, ServeError> {
+    std::fs::create_dir_all(&config.dir)?;
+    let pki = Pki::load_or_create(&config.dir.join("tls"))?;
+    let tokens =
+        Tokens::load(&config.dir.join("tls").join("tokens.json")).map_err(ServeError::Config)?;
+    let store = Arc::new(Store::open(
+        &config.dir.join("rdd.sqlite3"),
+        StoreOptions {
+            sync_full: config.sync_full,
+            ..StoreOptions::default()
+        },
+    )?);
+    let schemas = builtin::schemas();
+    let builtins = builtin::resources(&schemas);
+    let state = Arc::new(State {
+        registry: RwLock::new(Arc::new(Registry::new(builtins.clone(), 1))),
+        builtins,
+        schemas,
+        tokens,
+        ready: AtomicBool::new(false),
+        inflight: Semaphore::new(config.max_inflight),
+        watches: Semaphore::new(config.max_watches),
+        openapi: Default::default(),
+        store,
+        config,
+    });
+    let listener = bind(&state.config).await?;
+    let addr = listener.local_addr()?;
+    let acceptor = TlsAcceptor::from(pki.server_config()?);
+    let accept = tokio::spawn(accept_loop(listener, acceptor, state.clone()));
+    // Bootstrap after binding so the process answers /livez at once; /readyz waits for this.
+    lifecycle::bootstrap(&state)
+        .await
+        .map_err(|e| ServeError::Config(format!("bootstrap: {e}")))?;
+    lifecycle::spawn(state.clone());
+    state.ready.store(true, Ordering::SeqCst);
+    Ok(Running {
+        addr,
+        state,
+        pki,
+        accept,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) {
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let cert_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(crate::tls::identity_of)
+                .map(|(user, mut groups)| {
+                    groups.push("system:authenticated".into());
+                    UserInfo {
+                        username: user,
+                        uid: String::new(),
+                        groups,
+                    }
+                });
+            let svc = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                let cert_user = cert_user.clone();
+                async move { Ok::<_, std::convert::Infallible>(dispatch(state, cert_user, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+fn authenticate(
+    state: &State,
+    cert_user: Option<UserInfo>,
+    req: &Request<Incoming>,
+) -> Option<UserInfo> {
+    if let Some(tok) = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+    {
+        return state.tokens.authenticate(tok.trim());
+    }
+    cert_user
+}
+
+const PUBLIC_PATHS: &[&str] = &["/livez", "/readyz", "/healthz", "/version"];
+
+fn is_public(path: &str) -> bool {
+    PUBLIC_PATHS
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+}
+
+async fn dispatch(
+    state: Arc<State>,
+    cert_user: Option<UserInfo>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let user = authenticate(&state, cert_user, &req);
+    let user = match (user, is_public(&path)) {
+        (Some(u), _) => u,
+        (None, true) => UserInfo {
+            username: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+        },
+        (None, false) => return error_response(&ApiError::unauthorized()),
+    };
+    let query = Query::parse(req.uri().query());
+    let is_watch = query.flag("watch").unwrap_or(false) || path.contains("/watch/");
+    // Watches are long-lived and bounded separately; everything else shares the in-flight limit.
+    let _permit = if is_watch || is_public(&path) {
+        None
+    } else {
+        match state.inflight.try_acquire() {
+            Ok(p) => Some(p),
+            Err(_) => return error_response(&ApiError::too_many_requests()),
+        }
+    };
+    let (parts, body) = req.into_parts();
+    if parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_BODY)
+    {
+        return error_response(&too_large());
+    }
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return error_response(&too_large());
+            }
+            return error_response(&ApiError::bad_request(format!(
+                "reading the request body: {e}"
+            )));
+        }
+    };
+    let mut ctx = Ctx {
+        method: parts.method,
+        path,
+        query,
+        headers: parts.headers,
+        body,
+        user,
+        warnings: Vec::new(),
+    };
+    let started = std::time::Instant::now();
+    let resp = match route(&state, &mut ctx).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    if ctx.method != Method::GET {
+        tracing::debug!(
+            user = %ctx.user.username, verb = %ctx.method, path = %ctx.path,
+            code = resp.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64,
+            field_manager = ctx.query.get("fieldManager").unwrap_or(""),
+            "request"
+        );
+    }
+    resp
+}
+
+fn too_large() -> ApiError {
+    ApiError::too_large("the server has received a request that is too large (limit 3145728 bytes)")
+}
+
+async fn route(state: &Arc<State>, ctx: &mut Ctx) -> Result<Response<Body>, ApiError> {
+    let path = ctx.path.trim_end_matches('/').to_string();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["version"] => Ok(json_response(200, &version_info(), &[])),
+        ["livez"] | ["healthz"] => Ok(health(ctx, true, &[("ping", true), ("storage", true)])),
+        ["readyz"] => {
+            let r = state.is_ready();
+            Ok(health(
+                ctx,
+                r,
+                &[("ping", true), ("storage", true), ("bootstrap", r)],
+            ))
+        }
+        ["livez" | "healthz" | "readyz", check] => {
+            let ok = match *check {
+                "ping" | "storage" | "log" | "etcd" => true,
+                "bootstrap" => state.is_ready(),
+                _ => return Err(ApiError::not_found("", "healthz", check)),
+            };
+            Ok(if ok {
+                text_response(200, "ok")
+            } else {
+                text_response(500, &format!("[-]{check} failed"))
+            })
+        }
+        ["openapi", "v2"] => openapi::v2(state, ctx),
+        ["openapi", "v3"] => openapi::v3_index(state),
+        ["openapi", "v3", rest @ ..] => openapi::v3_doc(state, ctx, &rest.join("/")),
+        ["api"] => discovery::core_root(state, ctx),
+        ["apis"] => discovery::apis_root(state, ctx),
+        ["api", "v1"] => discovery::resource_list(state, "", "v1"),
+        ["api", v] => Err(ApiError::not_found("", "version", v)),
+        ["apis", g] => discovery::group(state, g),
+        ["apis", g, v] => discovery::resource_list(state, g, v),
+        ["api", "v1", rest @ ..] => handlers::resource(state, ctx, "", "v1", rest).await,
+        ["apis", g, v, rest @ ..] => handlers::resource(state, ctx, g, v, rest).await,
+        _ => Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
+    }
+}
+
+fn health(ctx: &Ctx, ok: bool, checks: &[(&str, bool)]) -> Response<Body> {
+    if ctx.query.get("verbose").is_some() {
+        let mut s = String::new();
+        for (name, pass) in checks {
+            s.push_str(&format!(
+                "[{}]{name} {}\n",
+                if *pass { "+" } else { "-" },
+                if *pass { "ok" } else { "failed" }
+            ));
+        }
+        s.push_str(if ok {
+            "healthz check passed\n"
+        } else {
+            "healthz check failed\n"
+        });
+        return text_response(if ok { 200 } else { 500 }, &s);
+    }
+    if ok {
+        text_response(200, "ok")
+    } else {
+        text_response(500, "[-]bootstrap failed: not ready")
+    }
+}
+
+pub const KUBE_VERSION: &str = "v1.35.0";
+
+pub fn version_info() -> serde_json::Value {
+    json!({
+        "major": "1",
+        "minor": "35",
+        "gitVersion": format!("{KUBE_VERSION}-rdd.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+        "emulationMajor": "1",
+        "emulationMinor": "35",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "34"
+    })
+}

@@ -1,0 +1,235 @@
+//! Built-in validation and preparation: metadata rules every kind shares, and the per-kind rules
+//! of the built-ins.
+
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, Cause};
+use crate::meta::{self, meta_mut};
+use crate::registry::{Flavor, Resource};
+use crate::server::State;
+
+fn cause(reason: &str, field: &str, message: String) -> Cause {
+    Cause {
+        reason: reason.into(),
+        field: field.into(),
+        message: format!("{field}: {message}"),
+    }
+}
+
+/// Per-kind normalization before validation (defaults the server owns).
+pub fn prepare(res: &Resource, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    match res.flavor {
+        Flavor::Namespace => {
+            if old.is_none() {
+                if obj.pointer("/spec/finalizers").is_none() {
+                    obj["spec"]["finalizers"] = json!(["kubernetes"]);
+                }
+                obj["status"] = json!({"phase": "Active"});
+            }
+            let m = meta_mut(obj);
+            let name = m.get("name").cloned().unwrap_or(json!(""));
+            let labels = m.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("kubernetes.io/metadata.name".into(), name);
+            }
+        }
+        Flavor::Secret => {
+            use base64::Engine;
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|o| o.remove("stringData"))
+            {
+                for (k, v) in sd {
+                    let s = v.as_str().unwrap_or_default();
+                    obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(s));
+                }
+            }
+            if obj.get("type").is_none_or(Value::is_null) {
+                obj["type"] = json!(
+                    old.and_then(|o| o.get("type"))
+                        .cloned()
+                        .unwrap_or(json!("Opaque"))
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub fn validate_meta(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let name = meta::name(obj);
+    let name_err = if res.flavor == Flavor::Namespace {
+        meta::dns1123_label(name)
+    } else {
+        meta::dns1123_subdomain(name)
+    };
+    if name.is_empty() {
+        out.push(cause(
+            "FieldValueRequired",
+            "metadata.name",
+            "Required value: name or generateName is required".into(),
+        ));
+    } else if let Some(e) = name_err {
+        out.push(cause(
+            "FieldValueInvalid",
+            "metadata.name",
+            format!("Invalid value: \"{name}\": {e}"),
+        ));
+    }
+    if let Some(labels) = meta::labels(obj) {
+        for (k, v) in labels {
+            if let Some(e) = meta::qualified_name(k) {
+                out.push(cause(
+                    "FieldValueInvalid",
+                    "metadata.labels",
+                    format!("Invalid value: \"{k}\": {e}"),
+                ));
+            }
+            match v.as_str() {
+                Some(s) => {
+                    if let Some(e) = meta::label_value(s) {
+                        out.push(cause(
+                            "FieldValueInvalid",
+                            "metadata.labels",
+                            format!("Invalid value: \"{s}\": {e}"),
+                        ));
+                    }
+                }
+                None => out.push(cause(
+                    "FieldValueTypeInvalid",
+                    &format!("metadata.labels.{k}"),
+                    "Invalid value: must be a string".into(),
+                )),
+            }
+        }
+    }
+    if let Some(ann) = meta::meta(obj)
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+    {
+        let mut total = 0;
+        for (k, v) in ann {
+            if let Some(e) = meta::qualified_name(k) {
+                out.push(cause(
+                    "FieldValueInvalid",
+                    "metadata.annotations",
+                    format!("Invalid value: \"{k}\": {e}"),
+                ));
+            }
+            total += k.len() + v.as_str().map_or(0, str::len);
+        }
+        if total > 256 * 1024 {
+            out.push(cause(
+                "FieldValueTooLong",
+                "metadata.annotations",
+                "Too long: must have at most 262144 bytes".into(),
+            ));
+        }
+    }
+    if let Some(old) = old {
+        let old_fin = meta::finalizers(old);
+        if meta::meta_str(old, "deletionTimestamp").is_some() {
+            let added: Vec<String> = meta::finalizers(obj)
+                .into_iter()
+                .filter(|f| !old_fin.contains(f))
+                .collect();
+            if !added.is_empty() {
+                out.push(cause("FieldValueForbidden", "metadata.finalizers", format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}")));
+            }
+        }
+    }
+    for f in meta::finalizers(obj) {
+        if let Some(e) = meta::qualified_name(&f) {
+            out.push(cause(
+                "FieldValueInvalid",
+                "metadata.finalizers",
+                format!("Invalid value: \"{f}\": {e}"),
+            ));
+        }
+    }
+    out
+}
+
+pub fn validate_kind(
+    state: &State,
+    res: &Resource,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Vec<Cause> {
+    let mut out = Vec::new();
+    match res.flavor {
+        Flavor::ConfigMap | Flavor::Secret => {
+            for field in ["data", "binaryData"] {
+                if let Some(m) = obj.get(field).and_then(Value::as_object) {
+                    for k in m.keys() {
+                        let ok = !k.is_empty()
+                            && k.len() <= 253
+                            && k.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                            && k != "."
+                            && k != "..";
+                        if !ok {
+                            out.push(cause("FieldValueInvalid", &format!("{field}[{k}]"), format!("Invalid value: \"{k}\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")));
+                        }
+                    }
+                }
+            }
+            if let Some(old) = old {
+                if old.get("immutable") == Some(&json!(true)) {
+                    for field in ["data", "binaryData", "immutable"] {
+                        if old.get(field) != obj.get(field) {
+                            out.push(cause(
+                                "FieldValueForbidden",
+                                field,
+                                "Forbidden: field is immutable when `immutable` is set".into(),
+                            ));
+                        }
+                    }
+                }
+                if res.flavor == Flavor::Secret && old.get("type") != obj.get("type") {
+                    out.push(cause(
+                        "FieldValueInvalid",
+                        "type",
+                        "Invalid value: field is immutable".into(),
+                    ));
+                }
+            }
+            if res.flavor == Flavor::Secret {
+                use base64::Engine;
+                if let Some(m) = obj.get("data").and_then(Value::as_object) {
+                    for (k, v) in m {
+                        let ok = v.as_str().is_some_and(|s| {
+                            base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+                        });
+                        if !ok {
+                            out.push(cause(
+                                "FieldValueInvalid",
+                                &format!("data[{k}]"),
+                                "Invalid value: must be base64 encoded".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Flavor::Crd => out.extend(crate::crd::validate(state, obj, old)),
+        _ => {}
+    }
+    // Built-in objects are checked against their published schema's types, so a wrong type
+    // cannot be stored and break typed clients later.
+    if !res.structural {
+        if let Some(s) = &res.schema {
+            for e in rdd_schema::validate(s, obj) {
+                if e.reason == "FieldValueTypeInvalid" {
+                    out.push(Cause {
+                        reason: e.reason.to_string(),
+                        message: e.to_string(),
+                        field: e.field.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,1275 @@
+//! The write pipeline shared by create, update, patch and delete:
+//! decode → patch → subresource reset → prune/defaults → managedFields → validation →
+//! admission (namespace lifecycle) → compare-and-swap in storage.
+
+use std::sync::Arc;
+
+use http::Response;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, Cause};
+use crate::handlers::{Target, present, render_one};
+use crate::meta::{self, meta_mut, meta_str};
+use crate::registry::{Flavor, Resource};
+use crate::request::{Body, Ctx, Wants, decode_body, json_response, negotiate};
+use crate::server::State;
+use crate::storage::{StoreError, WriteOp};
+use crate::{crd, validation};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+pub struct Opts {
+    pub dry_run: bool,
+    pub manager: String,
+    pub validation: FieldValidation,
+}
+
+fn opts(ctx: &Ctx, apply: bool) -> Result<Opts, ApiError> {
+    let dry = ctx.query.all("dryRun");
+    if let Some(bad) = dry.iter().find(|d| **d != "All") {
+        return Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: \"{bad}\": supported values: \"All\""
+        )));
+    }
+    let manager = match ctx.query.get("fieldManager") {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ if apply => {
+            return Err(ApiError::bad_request(
+                "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests",
+            ));
+        }
+        _ => ctx.user_agent_manager(),
+    };
+    if manager.chars().count() > 128 || manager.chars().any(|c| c.is_control()) {
+        return Err(ApiError::bad_request(
+            "fieldManager: Invalid value: must be at most 128 printable characters",
+        ));
+    }
+    let validation = match ctx.query.get("fieldValidation").unwrap_or("") {
+        "" | "Warn" => FieldValidation::Warn,
+        "Strict" => FieldValidation::Strict,
+        "Ignore" => FieldValidation::Ignore,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation: Unsupported value: \"{other}\": supported values: \"Ignore\", \"Strict\", \"Warn\""
+            )));
+        }
+    };
+    Ok(Opts {
+        dry_run: !dry.is_empty(),
+        manager,
+        validation,
+    })
+}
+
+fn scope(res: &Resource, sub: Option<&str>) -> rdd_ssa::Scope {
+    match sub {
+        Some("status") => rdd_ssa::Scope::OnlyStatus,
+        _ if res.has_status() => rdd_ssa::Scope::ExcludeStatus,
+        _ => rdd_ssa::Scope::All,
+    }
+}
+
+/// Check the body's identity against the URL; fill what is missing.
+fn check_identity(t: &Target, obj: &mut Value) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    let res = &t.res;
+    let av = res.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if v != av && !(res.flavor == Flavor::EventsV1 && v == "events.k8s.io/v1") => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({av})"
+            )));
+        }
+        _ => obj["apiVersion"] = json!(av),
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some(k) if k != res.kind => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                res.kind
+            )));
+        }
+        _ => obj["kind"] = json!(res.kind),
+    }
+    let m = meta_mut(obj);
+    if res.namespaced {
+        match m.get("namespace").and_then(Value::as_str) {
+            Some(ns) if !ns.is_empty() && ns != t.namespace => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => {
+                m.insert("namespace".into(), json!(t.namespace));
+            }
+        }
+    } else {
+        m.remove("namespace");
+    }
+    if let Some(name) = &t.name {
+        match m.get("name").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() && n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            _ => {
+                m.insert("name".into(), json!(name));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prune unknown fields and report them per `fieldValidation`.
+fn prune(
+    t: &Target,
+    obj: &mut Value,
+    o: &Opts,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    let Some(schema) = &t.res.schema else {
+        return Ok(());
+    };
+    let pruned = rdd_schema::prune(schema, obj);
+    if pruned.is_empty() || o.validation == FieldValidation::Ignore {
+        return Ok(());
+    }
+    let msgs: Vec<String> = pruned
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
+    if o.validation == FieldValidation::Strict {
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            msgs.join(", ")
+        )));
+    }
+    warnings.extend(msgs);
+    Ok(())
+}
+
+fn invalid(res: &Resource, name: &str, causes: Vec<Cause>) -> ApiError {
+    ApiError::invalid(&res.group, &res.kind, name, causes)
+}
+
+/// Everything outside metadata (and status, when status is a subresource) — what `generation`
+/// counts changes of.
+fn spec_part(res: &Resource, obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("metadata");
+        m.remove("apiVersion");
+        m.remove("kind");
+        if res.has_status() {
+            m.remove("status");
+        }
+    }
+    o
+}
+
+async fn namespace_admission(state: &Arc<State>, t: &Target, name: &str) -> Result<(), ApiError> {
+    if !t.res.namespaced {
+        return Ok(());
+    }
+    let ns_res = state
+        .registry()
+        .get("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("namespaces not registered"))?;
+    match state.store.get(&ns_res.key("", &t.namespace)).await? {
+        None => Err(ApiError::not_found("", "namespaces", &t.namespace)),
+        Some(row) if meta_str(&row.value, "deletionTimestamp").is_some() => {
+            let mut e = ApiError::forbidden(format!(
+                "{} \"{name}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                t.res.group_resource(),
+                t.namespace
+            ));
+            e.causes = vec![Cause {
+                reason: "NamespaceTerminating".into(),
+                message: format!("namespace {} is being terminated", t.namespace),
+                field: "metadata.namespace".into(),
+            }];
+            Err(e)
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Normalize, default and validate a candidate object; returns it ready to store (no RV).
+fn finish(
+    state: &State,
+    t: &Target,
+    mut obj: Value,
+    old: Option<&Value>,
+    o: &Opts,
+    warnings: &mut Vec<String>,
+) -> Result<Value, ApiError> {
+    let res = &t.res;
+    prune(t, &mut obj, o, warnings)?;
+    if res.structural {
+        if let Some(s) = &res.schema {
+            rdd_schema::apply_defaults(s, &mut obj);
+        }
+    }
+    validation::prepare(res, &mut obj, old)?;
+    let name = meta::name(&obj).to_string();
+    let mut causes = validation::validate_meta(res, &obj, old);
+    if res.structural {
+        if let Some(s) = &res.schema {
+            for e in rdd_schema::validate(s, &obj) {
+                causes.push(Cause {
+                    reason: e.reason.to_string(),
+                    message: e.to_string(),
+                    field: e.field.clone(),
+                });
+            }
+        }
+    }
+    causes.extend(validation::validate_kind(state, res, &obj, old));
+    if !causes.is_empty() {
+        return Err(invalid(res, &name, causes));
+    }
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    Ok(obj)
+}
+
+fn stored_managed(obj: &Value) -> Vec<rdd_ssa::ManagedFieldsEntry> {
+    meta::meta(obj)
+        .and_then(|m| m.get("managedFields"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+fn set_managed(obj: &mut Value, managed: Vec<rdd_ssa::ManagedFieldsEntry>) {
+    let m = meta_mut(obj);
+    if managed.is_empty() {
+        m.remove("managedFields");
+    } else {
+        m.insert(
+            "managedFields".into(),
+            serde_json::to_value(managed).unwrap_or(Value::Null),
+        );
+    }
+}
+
+fn without_managed(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    o
+}
+
+pub async fn create(
+    state: &Arc<State>,
+    ctx: &mut Ctx,
+    t: &Target,
+) -> Result<Response<Body>, ApiError> {
+    let o = opts(ctx, false)?;
+    let mut obj = decode_body(ctx)?;
+    if t.res.flavor == Flavor::EventsV1 {
+        obj = crate::events::v1_to_core(&obj);
+        obj["apiVersion"] = json!("events.k8s.io/v1");
+    }
+    check_identity(t, &mut obj)?;
+    if meta_str(&obj, "resourceVersion").is_some() {
+        return Err(ApiError::bad_request(
+            "resourceVersion: Invalid value: resourceVersion should not be set on objects to be created",
+        ));
+    }
+    let mut warnings = Vec::new();
+    let name = match meta_str(&obj, "name") {
+        Some(n) => n.to_string(),
+        None => match meta_str(&obj, "generateName") {
+            Some(g) => {
+                let base: String = g.chars().take(58).collect();
+                let n = format!("{base}{}", meta::random_suffix());
+                meta_mut(&mut obj).insert("name".into(), json!(n));
+                n
+            }
+            None => {
+                return Err(invalid(
+                    &t.res,
+                    "",
+                    vec![Cause {
+                        reason: "FieldValueRequired".into(),
+                        message: "name or generateName is required".into(),
+                        field: "metadata.name".into(),
+                    }],
+                ));
+            }
+        },
+    };
+    let out = create_object(state, t, obj, &o, &mut warnings, &name, None).await?;
+    ctx.warnings.extend(warnings);
+    let wants = negotiate(&ctx.headers, false, true)?;
+    let mut r = render_one(
+        &t.res,
+        ctx,
+        if wants == Wants::Table {
+            Wants::Json
+        } else {
+            wants
+        },
+        out,
+    )?;
+    *r.status_mut() = http::StatusCode::CREATED;
+    Ok(r)
+}
+
+/// Create (also used by apply and create-on-update). `managed` overrides the Update entry.
+async fn create_object(
+    state: &Arc<State>,
+    t: &Target,
+    mut obj: Value,
+    o: &Opts,
+    warnings: &mut Vec<String>,
+    name: &str,
+    managed: Option<Vec<rdd_ssa::ManagedFieldsEntry>>,
+) -> Result<Value, ApiError> {
+    let res = &t.res;
+    let t = &Target {
+        name: Some(name.to_string()),
+        ..t.clone()
+    };
+    if res.has_status() && res.structural {
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+    }
+    {
+        let m = meta_mut(&mut obj);
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "selfLink",
+        ] {
+            m.remove(f);
+        }
+    }
+    let mut obj = finish(state, t, obj, None, o, warnings)?;
+    let now = meta::now();
+    {
+        let m = meta_mut(&mut obj);
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now));
+        if res.tracks_generation {
+            m.insert("generation".into(), json!(1));
+        }
+    }
+    let managed = match managed {
+        Some(m) => m,
+        None => rdd_ssa::update(
+            None,
+            &without_managed(&obj),
+            &[],
+            &o.manager,
+            &res.api_version(),
+            None,
+            scope(res, None),
+            res.schema.as_deref(),
+            &now,
+        ),
+    };
+    set_managed(&mut obj, managed);
+    namespace_admission(state, t, name).await?;
+    if res.flavor == Flavor::Crd {
+        crd::on_create(state, &mut obj)?;
+    }
+    if o.dry_run {
+        return Ok(present(res, &obj, 0));
+    }
+    let lease = (res.flavor == Flavor::CoreEvent || res.flavor == Flavor::EventsV1)
+        .then(|| chrono::Utc::now().timestamp() + 3600);
+    let stored = if res.flavor == Flavor::EventsV1 {
+        crate::events::v1_to_core(&obj)
+    } else {
+        obj.clone()
+    };
+    let ev = match state
+        .store
+        .write(WriteOp::Create {
+            key: res.key(&t.namespace, name),
+            value: stored,
+            lease_expires: lease,
+        })
+        .await
+    {
+        Ok(ev) => ev,
+        Err(StoreError::AlreadyExists) => {
+            return Err(ApiError::already_exists(&res.group, &res.plural, name));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    after_commit(state, res).await;
+    Ok(present(res, &ev.object, ev.rev))
+}
+
+async fn after_commit(state: &Arc<State>, res: &Resource) {
+    if res.flavor == Flavor::Crd {
+        if let Err(e) = state.reload_crds().await {
+            tracing::warn!(error = %e, "reloading CRDs");
+        }
+    }
+}
+
+/// How a write computes the new object from the stored one.
+enum Change {
+    /// PUT body; `precondition` = the body's resourceVersion, when given.
+    Replace(Value),
+    Patch {
+        kind: PatchKind,
+        body: Value,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+    Apply { force: bool },
+}
+
+pub async fn update(
+    state: &Arc<State>,
+    ctx: &mut Ctx,
+    t: &Target,
+) -> Result<Response<Body>, ApiError> {
+    let o = opts(ctx, false)?;
+    let mut body = decode_body(ctx)?;
+    if t.res.flavor == Flavor::EventsV1 {
+        body = crate::events::v1_to_core(&body);
+        body["apiVersion"] = json!("events.k8s.io/v1");
+    }
+    check_identity(t, &mut body)?;
+    let out = modify(state, ctx, t, &o, Change::Replace(body)).await?;
+    respond(ctx, t, out)
+}
+
+fn respond(
+    ctx: &Ctx,
+    t: &Target,
+    (obj, created): (Value, bool),
+) -> Result<Response<Body>, ApiError> {
+    let wants = negotiate(&ctx.headers, false, true)?;
+    let mut r = render_one(
+        &t.res,
+        ctx,
+        if wants == Wants::Table {
+            Wants::Json
+        } else {
+            wants
+        },
+        obj,
+    )?;
+    if created {
+        *r.status_mut() = http::StatusCode::CREATED;
+    }
+    Ok(r)
+}
+
+pub async fn patch(
+    state: &Arc<State>,
+    ctx: &mut Ctx,
+    t: &Target,
+) -> Result<Response<Body>, ApiError> {
+    let ct = ctx.content_type();
+    let kind = match ct.as_str() {
+        "application/json-patch+json" => PatchKind::Json,
+        "application/merge-patch+json" => PatchKind::Merge,
+        "application/strategic-merge-patch+json" if !t.res.structural => PatchKind::Strategic,
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" if ct.ends_with("yaml") => {
+            PatchKind::Apply {
+                force: ctx.query.flag("force")?,
+            }
+        }
+        _ => {
+            return Err(ApiError::unsupported_media(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{}",
+                if t.res.structural {
+                    ""
+                } else {
+                    ", application/strategic-merge-patch+json"
+                }
+            )));
+        }
+    };
+    if ctx.query.get("force").is_some() && !matches!(kind, PatchKind::Apply { .. }) {
+        return Err(ApiError::bad_request(
+            "force: Invalid value: may not be specified for non-apply patch",
+        ));
+    }
+    let o = opts(ctx, matches!(kind, PatchKind::Apply { .. }))?;
+    let body = match kind {
+        PatchKind::Apply { .. } => crate::request::yaml_to_json(
+            std::str::from_utf8(&ctx.body)
+                .map_err(|_| ApiError::bad_request("apply body is not valid UTF-8"))?,
+        )?,
+        _ => serde_json::from_slice(&ctx.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
+    };
+    let out = modify(state, ctx, t, &o, Change::Patch { kind, body }).await?;
+    respond(ctx, t, out)
+}
+
+fn apply_patch(
+    res: &Resource,
+    kind: PatchKind,
+    current: &Value,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    match kind {
+        PatchKind::Json => {
+            let p: json_patch::Patch = serde_json::from_value(body.clone())
+                .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
+            let mut doc = current.clone();
+            json_patch::patch(&mut doc, &p).map_err(|e| match e.kind {
+                json_patch::PatchErrorKind::TestFailed => ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                ),
+                _ => ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                ),
+            })?;
+            Ok(doc)
+        }
+        PatchKind::Merge => {
+            if !body.is_object() {
+                return Err(ApiError::bad_request("merge patch must be a JSON object"));
+            }
+            let mut doc = current.clone();
+            json_patch::merge(&mut doc, body);
+            Ok(doc)
+        }
+        PatchKind::Strategic => {
+            rdd_strategic_merge::strategic_merge_patch(current, body, res.schema.as_deref())
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+        PatchKind::Apply { .. } => Ok(current.clone()),
+    }
+}
+
+fn ssa_error(res: &Resource, name: &str, e: rdd_ssa::SsaError) -> ApiError {
+    match e {
+        rdd_ssa::SsaError::Conflicts(cs) => {
+            let causes = cs
+                .iter()
+                .map(|c| Cause {
+                    reason: "FieldManagerConflict".into(),
+                    message: c.describe_manager(),
+                    field: c.field.clone(),
+                })
+                .collect();
+            let mut err = ApiError::conflict(
+                &res.group,
+                &res.plural,
+                name,
+                &rdd_ssa::SsaError::Conflicts(cs).to_string(),
+            );
+            err.message = format!(
+                "Apply failed with {}",
+                err.message
+                    .split(": ")
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            );
+            err.causes = causes;
+            err
+        }
+        other => ApiError::invalid(
+            &res.group,
+            &res.kind,
+            name,
+            vec![Cause {
+                reason: "FieldValueInvalid".into(),
+                message: other.to_string(),
+                field: String::new(),
+            }],
+        ),
+    }
+}
+
+/// Update, patch or apply with internal retry on lost compare-and-swap races. Returns the
+/// presented object and whether it was created.
+async fn modify(
+    state: &Arc<State>,
+    ctx: &mut Ctx,
+    t: &Target,
+    o: &Opts,
+    change: Change,
+) -> Result<(Value, bool), ApiError> {
+    let res = t.res.clone();
+    let name = t.name.clone().unwrap_or_default();
+    let key = res.key(&t.namespace, &name);
+    let sub = t.sub.as_deref();
+    let mut warnings = Vec::new();
+    for _attempt in 0..16 {
+        warnings.clear();
+        let row = state.store.get(&key).await?;
+        let Some(row) = row else {
+            // Apply creates; so does PUT for kinds that allow it (Lease).
+            let body = match &change {
+                Change::Patch {
+                    kind: PatchKind::Apply { .. },
+                    body,
+                } => Some(body.clone()),
+                Change::Replace(b) if res.flavor == Flavor::Lease => Some(b.clone()),
+                _ => None,
+            };
+            let Some(mut body) = body else {
+                return Err(ApiError::not_found(&res.group, &res.plural, &name));
+            };
+            if sub.is_some() {
+                return Err(ApiError::not_found(&res.group, &res.plural, &name));
+            }
+            check_identity(t, &mut body)?;
+            let managed = if let Change::Patch {
+                kind: PatchKind::Apply { force },
+                ..
+            } = &change
+            {
+                let now = meta::now();
+                if meta::meta(&body).is_some_and(|m| m.contains_key("managedFields")) {
+                    return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+                }
+                let out = rdd_ssa::apply(
+                    None,
+                    &body,
+                    &[],
+                    &o.manager,
+                    &res.api_version(),
+                    None,
+                    scope(&res, None),
+                    *force,
+                    res.schema.as_deref(),
+                    &now,
+                )
+                .map_err(|e| ssa_error(&res, &name, e))?;
+                body = out.object;
+                Some(out.managed_fields)
+            } else {
+                if meta_str(&body, "resourceVersion").is_some() {
+                    meta_mut(&mut body).remove("resourceVersion");
+                }
+                None
+            };
+            match create_object(state, t, body, o, &mut warnings, &name, managed).await {
+                Err(e) if e.reason == "AlreadyExists" => continue,
+                Err(e) => return Err(e),
+                Ok(obj) => {
+                    ctx.warnings.extend(warnings);
+                    return Ok((obj, true));
+                }
+            }
+        };
+        let stored = row.value.as_ref().clone();
+        let current = present(&res, &stored, row.rev);
+        let old_managed = stored_managed(&stored);
+        let now = meta::now();
+        // The candidate object and its managed fields.
+        let (mut candidate, precondition, managed) = match &change {
+            Change::Replace(body) => {
+                let pre = meta_str(body, "resourceVersion").map(str::to_string);
+                (body.clone(), pre, None)
+            }
+            Change::Patch {
+                kind: PatchKind::Apply { force },
+                body,
+            } => {
+                let mut body = body.clone();
+                check_identity(t, &mut body)?;
+                if meta::meta(&body).is_some_and(|m| m.contains_key("managedFields")) {
+                    return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+                }
+                let pre = meta_str(&body, "resourceVersion").map(str::to_string);
+                let live = without_managed(&current);
+                let out = rdd_ssa::apply(
+                    Some(&live),
+                    &body,
+                    &old_managed,
+                    &o.manager,
+                    &res.api_version(),
+                    sub,
+                    scope(&res, sub),
+                    *force,
+                    res.schema.as_deref(),
+                    &now,
+                )
+                .map_err(|e| ssa_error(&res, &name, e))?;
+                (out.object, pre, Some(out.managed_fields))
+            }
+            Change::Patch { kind, body } => {
+                let patched = apply_patch(&res, *kind, &current, body)?;
+                let pre = meta_str(&patched, "resourceVersion")
+                    .filter(|rv| Some(*rv) != meta_str(&current, "resourceVersion"))
+                    .map(str::to_string);
+                (patched, pre, None)
+            }
+        };
+        if let Some(pre) = &precondition {
+            if pre != &row.rev.to_string() {
+                return Err(ApiError::conflict(
+                    &res.group,
+                    &res.plural,
+                    &name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+        }
+        check_identity(t, &mut candidate)?;
+        // A body uid is a precondition too.
+        if let (Some(u), Some(cur)) = (meta_str(&candidate, "uid"), meta_str(&stored, "uid")) {
+            if u != cur {
+                return Err(ApiError::conflict(
+                    &res.group,
+                    &res.plural,
+                    &name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {u}, UID in object meta: {cur}"
+                    ),
+                ));
+            }
+        }
+        // Subresource resets: main writes keep status, status writes keep everything else.
+        match sub {
+            Some("status") => {
+                let mut next = stored.clone();
+                next["status"] = candidate.get("status").cloned().unwrap_or(Value::Null);
+                if next["status"].is_null() {
+                    if let Some(m) = next.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+                if let Some(mf) = meta::meta(&candidate)
+                    .and_then(|m| m.get("managedFields"))
+                    .cloned()
+                {
+                    meta_mut(&mut next).insert("managedFields".into(), mf);
+                }
+                next["apiVersion"] = json!(res.api_version());
+                next["kind"] = json!(res.kind);
+                candidate = next;
+            }
+            Some("finalize") => {
+                let mut next = stored.clone();
+                next["spec"]["finalizers"] = candidate
+                    .pointer("/spec/finalizers")
+                    .cloned()
+                    .unwrap_or(json!([]));
+                candidate = next;
+            }
+            _ if res.has_status() => match stored.get("status") {
+                Some(s) => candidate["status"] = s.clone(),
+                None => {
+                    if let Some(m) = candidate.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            },
+            _ => {}
+        }
+        // System-owned metadata comes from storage.
+        let user_managed = meta::meta(&candidate)
+            .and_then(|m| m.get("managedFields"))
+            .cloned();
+        {
+            let old_meta = meta::meta(&stored).cloned().unwrap_or_default();
+            let m = meta_mut(&mut candidate);
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
+                match old_meta.get(f) {
+                    Some(v) => {
+                        m.insert(f.into(), v.clone());
+                    }
+                    None => {
+                        m.remove(f);
+                    }
+                }
+            }
+        }
+        let mut next = finish(state, t, candidate, Some(&stored), o, &mut warnings)?;
+        if res.tracks_generation && spec_part(&res, &next) != spec_part(&res, &stored) {
+            let g = meta::meta(&stored)
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            meta_mut(&mut next).insert("generation".into(), json!(g + 1));
+        }
+        let managed = match managed {
+            Some(m) => m,
+            None => {
+                // A client may rewrite managedFields itself (kubectl's client-side → server-side
+                // apply migration); otherwise this write is recorded as an Update.
+                let explicit: Option<Vec<rdd_ssa::ManagedFieldsEntry>> = user_managed
+                    .filter(|v| Some(v) != meta::meta(&stored).and_then(|m| m.get("managedFields")))
+                    .map(|v| {
+                        serde_json::from_value(v).map_err(|e| {
+                            ApiError::bad_request(format!("metadata.managedFields: {e}"))
+                        })
+                    })
+                    .transpose()?;
+                match explicit {
+                    Some(m) => m,
+                    None => rdd_ssa::update(
+                        Some(&without_managed(&stored)),
+                        &without_managed(&next),
+                        &old_managed,
+                        &o.manager,
+                        &res.api_version(),
+                        sub,
+                        scope(&res, sub),
+                        res.schema.as_deref(),
+                        &now,
+                    ),
+                }
+            }
+        };
+        set_managed(&mut next, managed);
+        if res.flavor == Flavor::Crd {
+            crd::on_update(state, &mut next, &stored)?;
+        }
+        let stored_view = if res.flavor == Flavor::EventsV1 {
+            crate::events::v1_to_core(&next)
+        } else {
+            next.clone()
+        };
+        // A write that changes nothing bumps no revision and emits no event.
+        if normalized(&stored_view) == normalized(&stored) {
+            ctx.warnings.extend(warnings);
+            return Ok((current, false));
+        }
+        if o.dry_run {
+            ctx.warnings.extend(warnings);
+            return Ok((present(&res, &next, row.rev), false));
+        }
+        // The last finalizer gone from a deleting object: the object goes.
+        let finished = meta_str(&next, "deletionTimestamp").is_some()
+            && meta::finalizers(&next).is_empty()
+            && !(res.flavor == Flavor::Namespace
+                && next
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty()));
+        let result = if finished {
+            state
+                .store
+                .write(WriteOp::Delete {
+                    key: key.clone(),
+                    expected_rev: row.rev,
+                })
+                .await
+        } else {
+            state
+                .store
+                .write(WriteOp::Update {
+                    key: key.clone(),
+                    expected_rev: row.rev,
+                    value: stored_view,
+                })
+                .await
+        };
+        match result {
+            Ok(ev) => {
+                after_commit(state, &res).await;
+                ctx.warnings.extend(warnings);
+                return Ok((
+                    present(
+                        &res,
+                        &if finished {
+                            next
+                        } else {
+                            ev.object.as_ref().clone()
+                        },
+                        ev.rev,
+                    ),
+                    false,
+                ));
+            }
+            Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound)
+                if precondition.is_none() =>
+            {
+                continue;
+            }
+            Err(StoreError::Conflict { .. }) => {
+                return Err(ApiError::conflict(
+                    &res.group,
+                    &res.plural,
+                    &name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            Err(StoreError::NotFound) => {
+                return Err(ApiError::not_found(&res.group, &res.plural, &name));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(
+        &res.group,
+        &res.plural,
+        &name,
+        "too many concurrent writes; try again",
+    ))
+}
+
+fn normalized(v: &Value) -> Value {
+    let mut o = v.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    o
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DeleteOptions {
+    propagation_policy: Option<String>,
+    preconditions: Option<Preconditions>,
+    dry_run: Option<Vec<String>>,
+    orphan_dependents: Option<bool>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Preconditions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, ApiError> {
+    let mut d: DeleteOptions = if ctx.body.iter().all(u8::is_ascii_whitespace) {
+        DeleteOptions::default()
+    } else {
+        serde_json::from_slice(&ctx.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    if let Some(p) = ctx.query.get("propagationPolicy") {
+        d.propagation_policy = Some(p.to_string());
+    }
+    if let Some(p) = &d.propagation_policy {
+        if !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Background\", \"Foreground\", \"Orphan\""
+            )));
+        }
+    }
+    let q = ctx.query.all("dryRun");
+    if !q.is_empty() {
+        d.dry_run = Some(q.iter().map(|s| s.to_string()).collect());
+    }
+    if let Some(bad) = d.dry_run.iter().flatten().find(|v| *v != "All") {
+        return Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: \"{bad}\": supported values: \"All\""
+        )));
+    }
+    Ok(d)
+}
+
+pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+pub async fn delete(
+    state: &Arc<State>,
+    ctx: &mut Ctx,
+    t: &Target,
+) -> Result<Response<Body>, ApiError> {
+    let d = delete_options(ctx)?;
+    let name = t.name.clone().unwrap_or_default();
+    let (obj, done) = delete_one(state, t, &name, &d).await?;
+    if done && !t.res.structural && !matches!(t.res.flavor, Flavor::Namespace | Flavor::Crd) {
+        return Ok(json_response(
+            200,
+            &json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": name, "group": t.res.group, "kind": t.res.plural, "uid": meta_str(&obj, "uid").unwrap_or("")},
+            }),
+            &ctx.warnings,
+        ));
+    }
+    Ok(json_response(200, &obj, &ctx.warnings))
+}
+
+/// Delete one object; returns the object and whether it is gone (false: waiting on finalizers).
+async fn delete_one(
+    state: &Arc<State>,
+    t: &Target,
+    name: &str,
+    d: &DeleteOptions,
+) -> Result<(Value, bool), ApiError> {
+    let res = &t.res;
+    let key = res.key(&t.namespace, name);
+    if res.flavor == Flavor::Namespace && IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        )));
+    }
+    let dry = d.dry_run.as_ref().is_some_and(|v| !v.is_empty());
+    for _ in 0..16 {
+        let row = state
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(&res.group, &res.plural, name))?;
+        let stored = row.value.as_ref();
+        if let Some(p) = &d.preconditions {
+            if let Some(u) = p
+                .uid
+                .as_deref()
+                .filter(|u| Some(*u) != meta_str(stored, "uid"))
+            {
+                return Err(ApiError::conflict(
+                    &res.group,
+                    &res.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {u}, UID in object meta: {}",
+                        meta_str(stored, "uid").unwrap_or("")
+                    ),
+                ));
+            }
+            if let Some(rv) = p
+                .resource_version
+                .as_deref()
+                .filter(|rv| *rv != row.rev.to_string())
+            {
+                return Err(ApiError::conflict(
+                    &res.group,
+                    &res.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        row.rev
+                    ),
+                ));
+            }
+        }
+        // Propagation policies are accepted; owner-based garbage collection arrives with the
+        // "control plane, complete" work, so until then every policy behaves as Background
+        // without collecting dependents (no finalizer is added that nothing would remove).
+        let _ = (&d.propagation_policy, d.orphan_dependents);
+        let finalizers = meta::finalizers(stored);
+        let deleting = meta_str(stored, "deletionTimestamp").is_some();
+        let ns_pending = res.flavor == Flavor::Namespace
+            && stored
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+        if finalizers.is_empty() && !ns_pending {
+            if dry {
+                return Ok((present(res, stored, row.rev), true));
+            }
+            match state
+                .store
+                .write(WriteOp::Delete {
+                    key: key.clone(),
+                    expected_rev: row.rev,
+                })
+                .await
+            {
+                Ok(ev) => {
+                    after_commit(state, res).await;
+                    return Ok((present(res, &ev.object, ev.rev), true));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound) => {
+                    return Err(ApiError::not_found(&res.group, &res.plural, name));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if deleting {
+            return Ok((present(res, stored, row.rev), false));
+        }
+        let mut next = stored.clone();
+        {
+            let m = meta_mut(&mut next);
+            m.insert("deletionTimestamp".into(), json!(meta::now()));
+            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            m.insert("finalizers".into(), json!(finalizers));
+            if res.tracks_generation {
+                let g = m.get("generation").and_then(Value::as_i64).unwrap_or(1);
+                m.insert("generation".into(), json!(g + 1));
+            }
+        }
+        if res.flavor == Flavor::Namespace {
+            next["status"]["phase"] = json!("Terminating");
+        }
+        if dry {
+            return Ok((present(res, &next, row.rev), false));
+        }
+        match state
+            .store
+            .write(WriteOp::Update {
+                key: key.clone(),
+                expected_rev: row.rev,
+                value: next,
+            })
+            .await
+        {
+            Ok(ev) => {
+                after_commit(state, res).await;
+                return Ok((present(res, &ev.object, ev.rev), false));
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::NotFound) => {
+                return Err(ApiError::not_found(&res.group, &res.plural, name));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(
+        &res.group,
+        &res.plural,
+        name,
+        "too many concurrent writes; try again",
+    ))
+}
+
+pub async fn delete_collection(
+    state: &Arc<State>,
+    ctx: &mut Ctx,
+    t: &Target,
+) -> Result<Response<Body>, ApiError> {
+    let d = delete_options(ctx)?;
+    let filter = crate::handlers::Filter::from_query(ctx, &t.res)?;
+    let (items, _, _) =
+        crate::handlers::list_objects(state, &t.res, &t.namespace, &filter, 0, None, 0).await?;
+    let mut deleted = Vec::new();
+    for obj in items {
+        let ns = meta_str(&obj, "namespace").unwrap_or("").to_string();
+        let name = meta::name(&obj).to_string();
+        let target = Target {
+            namespace: ns,
+            name: Some(name.clone()),
+            ..t.clone()
+        };
+        match delete_one(state, &target, &name, &d).await {
+            Ok((o, _)) => deleted.push(o),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(json_response(
+        200,
+        &json!({"kind": format!("{}List", t.res.kind), "apiVersion": t.res.api_version(), "metadata": {}, "items": deleted}),
+        &ctx.warnings,
+    ))
+}
+
+/// Delete used by in-process controllers (namespace and CRD cleanup).
+pub async fn delete_internal(
+    state: &Arc<State>,
+    res: &Arc<Resource>,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let t = Target {
+        res: res.clone(),
+        namespace: namespace.to_string(),
+        name: Some(name.to_string()),
+        sub: None,
+    };
+    match delete_one(state, &t, name, &DeleteOptions::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Create used by the server itself (bootstrap). Existing objects are left alone.
+pub async fn create_internal(
+    state: &Arc<State>,
+    res: &Arc<Resource>,
+    namespace: &str,
+    obj: Value,
+) -> Result<(), ApiError> {
+    let name = meta::name(&obj).to_string();
+    let t = Target {
+        res: res.clone(),
+        namespace: namespace.to_string(),
+        name: Some(name.clone()),
+        sub: None,
+    };
+    let o = Opts {
+        dry_run: false,
+        manager: "rdd-apiserver".into(),
+        validation: FieldValidation::Ignore,
+    };
+    let mut warnings = Vec::new();
+    let mut obj = obj;
+    check_identity(&t, &mut obj)?;
+    match create_object(state, &t, obj, &o, &mut warnings, &name, None).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replace a stored object as the server (status and finalizer bookkeeping); CAS on `rev`.
+pub async fn store_internal(
+    state: &Arc<State>,
+    res: &Arc<Resource>,
+    key: &str,
+    rev: i64,
+    next: Value,
+) -> Result<(), ApiError> {
+    let finished = meta_str(&next, "deletionTimestamp").is_some()
+        && meta::finalizers(&next).is_empty()
+        && !(res.flavor == Flavor::Namespace
+            && next
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty()));
+    let r = if finished {
+        state
+            .store
+            .write(WriteOp::Delete {
+                key: key.to_string(),
+                expected_rev: rev,
+            })
+            .await
+    } else {
+        state
+            .store
+            .write(WriteOp::Update {
+                key: key.to_string(),
+                expected_rev: rev,
+                value: next,
+            })
+            .await
+    };
+    match r {
+        Ok(_) => {
+            after_commit(state, res).await;
+            Ok(())
+        }
+        Err(StoreError::Conflict { .. } | StoreError::NotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,73 @@
+//! `rdd svc`: the control plane of an instance.
+
+pub mod serve;
+
+use clap::{Args, Subcommand};
+
+use crate::instance::Instance;
+
+#[derive(Subcommand, Debug)]
+pub enum SvcCommand {
+    /// Run the control plane in the foreground (API server on the instance's secure port).
+    Serve(serve::ServeArgs),
+    /// Print the instance's paths (`table`, `json` or `shell`); with KEY only that value.
+    Paths(PathsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PathsArgs {
+    /// One key to print.
+    pub key: Option<String>,
+    /// Output format: table, json or shell.
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    pub output: String,
+}
+
+pub async fn run(cmd: SvcCommand) -> anyhow::Result<i32> {
+    let inst = Instance::from_env().map_err(anyhow::Error::msg)?;
+    match cmd {
+        SvcCommand::Serve(a) => serve::run(inst, a).await,
+        SvcCommand::Paths(a) => paths(&inst, a),
+    }
+}
+
+fn paths(inst: &Instance, a: PathsArgs) -> anyhow::Result<i32> {
+    let all = inst.paths();
+    let keys: Vec<&str> = all.iter().map(|(k, _)| *k).collect();
+    let selected: Vec<_> = match &a.key {
+        Some(k) => {
+            let Some(p) = all.iter().find(|(kk, _)| kk == k) else {
+                anyhow::bail!("unknown key {k:?}; valid keys: {}", keys.join(", "));
+            };
+            vec![p.clone()]
+        }
+        None => all.clone(),
+    };
+    match a.output.as_str() {
+        "table" if a.key.is_some() => println!("{}", selected[0].1.display()),
+        "table" => {
+            let w = selected.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+            for (k, v) in &selected {
+                println!("{k:w$}  {}", v.display());
+            }
+        }
+        "json" => {
+            let m: serde_json::Map<String, serde_json::Value> = selected
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::json!(v.display().to_string())))
+                .collect();
+            println!("{}", serde_json::Value::Object(m));
+        }
+        "shell" => {
+            for (k, v) in &selected {
+                println!(
+                    "export RDD_{}={:?}",
+                    k.to_uppercase(),
+                    v.display().to_string()
+                );
+            }
+        }
+        f => anyhow::bail!("unknown output format {f:?}; valid formats: table, json, or shell"),
+    }
+    Ok(0)
+}

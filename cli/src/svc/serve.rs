@@ -1,0 +1,108 @@
+//! `rdd svc serve`: the API server in the foreground, until SIGINT or SIGTERM.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::io::AsRawFd;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::instance::Instance;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Port of the API server; when busy, a free port is taken (the kubeconfig always names the bound one).
+    #[arg(long = "secure-port")]
+    pub secure_port: Option<u16>,
+    /// Controllers to run (`*`, names or groups, `-x` excludes); recorded for the supervisor.
+    #[arg(long, default_value = "*")]
+    pub controllers: String,
+    /// `normal` survives process crashes (SQLite synchronous=NORMAL); `full` also power loss.
+    #[arg(long = "storage-sync", default_value = "normal", value_parser = ["normal", "full"])]
+    pub storage_sync: String,
+    /// Klog-style verbosity, accepted for compatibility with saved args.
+    #[arg(short = 'v', default_value = "0")]
+    pub verbosity: String,
+    /// Serve only legacy discovery (test switch).
+    #[arg(long, hide = true)]
+    pub disable_aggregated_discovery: bool,
+    /// Refuse watch `sendInitialEvents` with 422 (test switch).
+    #[arg(long, hide = true)]
+    pub reject_send_initial_events: bool,
+    /// Maximum concurrent non-watch requests; more get 429.
+    #[arg(long = "max-requests-inflight", default_value_t = 400)]
+    pub max_inflight: usize,
+}
+
+/// Holds an exclusive lock on `<dir>/rdd.lock` for the life of the process.
+struct InstanceLock(#[allow(dead_code)] fs::File);
+
+fn lock(inst: &Instance) -> anyhow::Result<InstanceLock> {
+    let path = inst.dir().join("rdd.lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| path.display().to_string())?;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        anyhow::bail!("control plane {:?} is already running", inst.name());
+    }
+    Ok(InstanceLock(f))
+}
+
+pub async fn run(inst: Instance, a: ServeArgs) -> anyhow::Result<i32> {
+    let dir = inst.dir();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| dir.display().to_string())?;
+    let _lock = lock(&inst)?;
+    let args_file = dir.join("args.json");
+    if !args_file.exists() {
+        let args = serde_json::json!([
+            "--secure-port",
+            inst.secure_port().to_string(),
+            "--controllers",
+            a.controllers,
+            "-v",
+            "0"
+        ]);
+        fs::write(&args_file, args.to_string()).with_context(|| args_file.display().to_string())?;
+    }
+    let pid_file = dir.join("rdd.pid");
+    {
+        let mut f = fs::File::create(&pid_file).with_context(|| pid_file.display().to_string())?;
+        write!(f, "{}", std::process::id())?;
+    }
+    let mut cfg = rdd_apiserver::Config::new(
+        dir.clone(),
+        a.secure_port.unwrap_or_else(|| inst.secure_port()),
+    );
+    cfg.sync_full = a.storage_sync == "full";
+    cfg.disable_aggregated_discovery = a.disable_aggregated_discovery;
+    cfg.reject_send_initial_events = a.reject_send_initial_events;
+    cfg.max_inflight = a.max_inflight;
+    let running = rdd_apiserver::start(cfg).await?;
+    let server = format!("https://127.0.0.1:{}", running.addr.port());
+    rdd_apiserver::kubeconfig::write(
+        &dir.join("config.yaml"),
+        &running.pki,
+        &server,
+        &inst.name(),
+    )?;
+    tracing::info!(%server, instance = %inst.name(), "control plane is serving");
+    eprintln!("rdd control plane {} serving on {server}", inst.name());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    running.abort();
+    let _ = fs::remove_file(&pid_file);
+    Ok(0)
+}

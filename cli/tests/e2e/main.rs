@@ -1,0 +1,9 @@
+//! End-to-end tests: `rdd svc serve` as a real process, driven by kubectl v1.32 and v1.37,
+//! kube-rs and raw HTTP.
+
+mod harness;
+
+mod bad_input;
+mod durability;
+mod kube_client;
+mod kubectl;
