@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
@@ -280,27 +280,9 @@ async fn dispatch(
         }
     };
     let (parts, body) = req.into_parts();
-    if parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > MAX_BODY)
-    {
-        return error_response(&too_large());
-    }
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return error_response(&too_large());
-            }
-            return error_response(&ApiError::bad_request(format!(
-                "reading the request body: {e}"
-            )));
-        }
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(e) => return error_response(&e),
     };
     let mut ctx = Ctx {
         method: parts.method,
@@ -325,6 +307,33 @@ async fn dispatch(
         );
     }
     resp
+}
+
+/// Read at most MAX_BODY bytes. A larger body is read to its end (up to a hard cap) and
+/// discarded, so the client gets the 413 instead of a broken pipe while still sending.
+async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+    use hyper::body::Body as _;
+    const DRAIN_CAP: usize = 64 * 1024 * 1024;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_CAP {
+                break;
+            }
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(too_large());
+    }
+    Ok(buf.freeze())
 }
 
 fn too_large() -> ApiError {

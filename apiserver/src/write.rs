@@ -540,18 +540,24 @@ fn apply_patch(
             let p: json_patch::Patch = serde_json::from_value(body.clone())
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
             let mut doc = current.clone();
-            json_patch::patch(&mut doc, &p).map_err(|e| match e.kind {
-                json_patch::PatchErrorKind::TestFailed => ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                ),
-                _ => ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                ),
-            })?;
+            for op in p.0 {
+                // As upstream (evanphx/json-patch): `test` for null passes when the path is
+                // absent. kube-rs' finalizer helper relies on it for objects without finalizers.
+                if let json_patch::PatchOperation::Test(t) = &op {
+                    if t.value.is_null() && doc.pointer(t.path.as_str()).is_none() {
+                        continue;
+                    }
+                }
+                json_patch::patch(&mut doc, &[op]).map_err(|e| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                    )
+                })?;
+            }
             Ok(doc)
         }
         PatchKind::Merge => {
@@ -570,6 +576,61 @@ fn apply_patch(
     }
 }
 
+const KUBECTL_MANAGER: &str = "kubectl";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+fn last_applied(obj: &Value) -> Option<Value> {
+    let text = meta::meta(obj)?
+        .get("annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()?;
+    serde_json::from_str(text).ok()
+}
+
+/// Moving from client-side to server-side `kubectl apply`: conflicts that only involve fields
+/// of the last client-side applied configuration are not real conflicts (the same user wrote
+/// them), so kubectl's apply takes them over, as kube-apiserver does.
+fn conflicts_from_last_applied(
+    res: &Resource,
+    live: &Value,
+    conflicts: &[rdd_ssa::Conflict],
+) -> bool {
+    let Some(la) = last_applied(live) else {
+        return false;
+    };
+    let allowed: std::collections::HashSet<String> = rdd_ssa::fields_of(&la, res.schema.as_deref())
+        .paths()
+        .into_iter()
+        .collect();
+    conflicts.iter().all(|c| allowed.contains(&c.field))
+}
+
+/// After a server-side apply by kubectl, keep the client-side annotation in step so a later
+/// client-side apply computes its patch from what was really applied last.
+fn sync_last_applied(manager: &str, live: &Value, applied: &Value, object: &mut Value) {
+    if manager != KUBECTL_MANAGER || last_applied(live).is_none() {
+        return;
+    }
+    let mut cfg = applied.clone();
+    if let Some(a) = cfg
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(LAST_APPLIED);
+        if a.is_empty() {
+            if let Some(m) = cfg.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+                m.remove("annotations");
+            }
+        }
+    }
+    let text = serde_json::to_string(&cfg).unwrap_or_default();
+    let m = meta_mut(object);
+    let ann = m.entry("annotations").or_insert_with(|| json!({}));
+    if let Some(a) = ann.as_object_mut() {
+        a.insert(LAST_APPLIED.into(), json!(text + "\n"));
+    }
+}
+
 fn ssa_error(res: &Resource, name: &str, e: rdd_ssa::SsaError) -> ApiError {
     match e {
         rdd_ssa::SsaError::Conflicts(cs) => {
@@ -581,20 +642,8 @@ fn ssa_error(res: &Resource, name: &str, e: rdd_ssa::SsaError) -> ApiError {
                     field: c.field.clone(),
                 })
                 .collect();
-            let mut err = ApiError::conflict(
-                &res.group,
-                &res.plural,
-                name,
-                &rdd_ssa::SsaError::Conflicts(cs).to_string(),
-            );
-            err.message = format!(
-                "Apply failed with {}",
-                err.message
-                    .split(": ")
-                    .skip(1)
-                    .collect::<Vec<_>>()
-                    .join(": ")
-            );
+            let mut err = ApiError::conflict(&res.group, &res.plural, name, "");
+            err.message = rdd_ssa::SsaError::Conflicts(cs).to_string();
             err.causes = causes;
             err
         }
@@ -705,20 +754,33 @@ async fn modify(
                 }
                 let pre = meta_str(&body, "resourceVersion").map(str::to_string);
                 let live = without_managed(&current);
-                let out = rdd_ssa::apply(
-                    Some(&live),
-                    &body,
-                    &old_managed,
-                    &o.manager,
-                    &res.api_version(),
-                    sub,
-                    scope(&res, sub),
-                    *force,
-                    res.schema.as_deref(),
-                    &now,
-                )
+                let run = |force: bool| {
+                    rdd_ssa::apply(
+                        Some(&live),
+                        &body,
+                        &old_managed,
+                        &o.manager,
+                        &res.api_version(),
+                        sub,
+                        scope(&res, sub),
+                        force,
+                        res.schema.as_deref(),
+                        &now,
+                    )
+                };
+                let out = match run(*force) {
+                    Err(rdd_ssa::SsaError::Conflicts(cs))
+                        if o.manager == KUBECTL_MANAGER
+                            && conflicts_from_last_applied(&res, &live, &cs) =>
+                    {
+                        run(true)
+                    }
+                    other => other,
+                }
                 .map_err(|e| ssa_error(&res, &name, e))?;
-                (out.object, pre, Some(out.managed_fields))
+                let mut object = out.object;
+                sync_last_applied(&o.manager, &live, &body, &mut object);
+                (object, pre, Some(out.managed_fields))
             }
             Change::Patch { kind, body } => {
                 let patched = apply_patch(&res, *kind, &current, body)?;

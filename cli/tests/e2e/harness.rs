@@ -8,6 +8,7 @@ pub struct Server {
     pub home: tempfile::TempDir,
     child: Option<Child>,
     pub args: Vec<String>,
+    port_override: Option<u16>,
 }
 
 pub fn repo_root() -> PathBuf {
@@ -50,6 +51,7 @@ impl Server {
             home,
             child: None,
             args: args.iter().map(|s| s.to_string()).collect(),
+            port_override: None,
         };
         s.spawn();
         s
@@ -66,7 +68,12 @@ impl Server {
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(self.kubeconfig());
         let child = Command::new(env!("CARGO_BIN_EXE_rdd"))
-            .args(["svc", "serve", "--secure-port", "0"])
+            .args([
+                "svc",
+                "serve",
+                "--secure-port",
+                &self.port_override.unwrap_or(0).to_string(),
+            ])
             .args(&self.args)
             .env("HOME", self.home.path())
             .env("RDD_INSTANCE", "e2e")
@@ -94,9 +101,23 @@ impl Server {
         }
     }
 
+    /// Kill -9 and start again on the same port, so clients keep their configuration.
     pub fn restart(&mut self) {
+        let port = self.port();
         self.kill9();
+        self.port_override = Some(port);
         self.spawn();
+    }
+
+    pub fn port(&self) -> u16 {
+        let text = std::fs::read_to_string(self.kubeconfig()).unwrap();
+        let i = text.find("https://127.0.0.1:").unwrap() + "https://127.0.0.1:".len();
+        text[i..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
     }
 
     pub fn pid(&self) -> u32 {

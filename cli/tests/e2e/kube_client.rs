@@ -277,7 +277,7 @@ async fn cp_kube_controller_ssa_status_and_finalizer() {
     // Spec change bumps generation and re-reconciles.
     api.patch(
         "w1",
-        &PatchParams::apply("user"),
+        &PatchParams::apply("user").force(),
         &Patch::Apply(
             json!({"apiVersion": "test.rdd.io/v1", "kind": "Widget", "spec": {"size": 7}}),
         ),
