@@ -81,14 +81,14 @@ pub fn validate(state: &State, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
             ),
         ));
     }
-    if let Some(old) = old {
-        if s(old, "/spec/scope") != scope {
-            out.push(cause(
-                "spec.scope",
-                "FieldValueInvalid",
-                "Invalid value: field is immutable".into(),
-            ));
-        }
+    if let Some(old) = old
+        && s(old, "/spec/scope") != scope
+    {
+        out.push(cause(
+            "spec.scope",
+            "FieldValueInvalid",
+            "Invalid value: field is immutable".into(),
+        ));
     }
     let versions = obj
         .pointer("/spec/versions")
@@ -219,10 +219,10 @@ pub fn on_update(_state: &State, next: &mut Value, old: &Value) -> Result<(), Ap
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    if let Some(v) = storage_version(next) {
-        if !stored.contains(&json!(v)) {
-            stored.push(json!(v));
-        }
+    if let Some(v) = storage_version(next)
+        && !stored.contains(&json!(v))
+    {
+        stored.push(json!(v));
     }
     status["storedVersions"] = Value::Array(stored);
     let terminating = meta::meta_str(next, "deletionTimestamp").is_some();
@@ -287,13 +287,12 @@ pub fn resources_of(crd: &Value, meta_schema: Option<&Value>) -> Vec<Resource> {
             schema
                 .as_object_mut()
                 .map(|o| o.entry("properties").or_insert_with(|| json!({}))),
-        ) {
-            if let Some(p) = props.as_object_mut() {
-                p.insert("metadata".into(), ms.clone());
-                p.entry("apiVersion")
-                    .or_insert_with(|| json!({"type": "string"}));
-                p.entry("kind").or_insert_with(|| json!({"type": "string"}));
-            }
+        ) && let Some(p) = props.as_object_mut()
+        {
+            p.insert("metadata".into(), ms.clone());
+            p.entry("apiVersion")
+                .or_insert_with(|| json!({"type": "string"}));
+            p.entry("kind").or_insert_with(|| json!({"type": "string"}));
         }
         let mut subresources = Vec::new();
         if v.pointer("/subresources/status").is_some() {

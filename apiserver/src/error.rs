@@ -11,8 +11,25 @@ pub struct Cause {
     pub field: String,
 }
 
+/// Boxed so `Result<_, ApiError>` stays one pointer wide on the success path.
 #[derive(Clone, Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<ApiErrorInner>);
+
+impl std::ops::Deref for ApiError {
+    type Target = ApiErrorInner;
+    fn deref(&self) -> &ApiErrorInner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ApiErrorInner {
+        &mut self.0
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiErrorInner {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
@@ -37,7 +54,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
+        ApiError(Box::new(ApiErrorInner {
             code,
             reason,
             message: message.into(),
@@ -47,7 +64,7 @@ impl ApiError {
             causes: Vec::new(),
             retry_after: None,
             continue_token: None,
-        }
+        }))
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -169,10 +186,10 @@ impl ApiError {
         if let Some(n) = &self.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
-            if !g.is_empty() {
-                details.insert("group".into(), json!(g));
-            }
+        if let Some(g) = &self.group
+            && !g.is_empty()
+        {
+            details.insert("group".into(), json!(g));
         }
         if let Some(k) = &self.kind {
             details.insert("kind".into(), json!(k));

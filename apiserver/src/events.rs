@@ -31,10 +31,10 @@ fn rename(obj: &Value, to_v1: bool) -> Value {
     let mut out = Map::new();
     for (core, v1) in FIELDS {
         let (from, to) = if to_v1 { (core, v1) } else { (v1, core) };
-        if let Some(v) = src.get(*from) {
-            if !v.is_null() {
-                out.insert(to.to_string(), v.clone());
-            }
+        if let Some(v) = src.get(*from)
+            && !v.is_null()
+        {
+            out.insert(to.to_string(), v.clone());
         }
     }
     Value::Object(out)

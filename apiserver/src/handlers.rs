@@ -52,10 +52,10 @@ fn parse_target(state: &State, g: &str, v: &str, rest: &[&str]) -> Result<Target
         _ => return Err(not_found_path()),
     };
     let res = reg.get(g, v, plural).ok_or_else(not_found_path)?;
-    if let Some(s) = sub {
-        if !res.subresources.iter().any(|x| x == s) {
-            return Err(not_found_path());
-        }
+    if let Some(s) = sub
+        && !res.subresources.iter().any(|x| x == s)
+    {
+        return Err(not_found_path());
     }
     if !res.namespaced && !ns.is_empty() {
         return Err(not_found_path());

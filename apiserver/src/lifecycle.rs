@@ -60,10 +60,10 @@ pub fn spawn(state: Arc<State>) {
         loop {
             tick.tick().await;
             let target = state.store.current_rev() - state.store.options().keep_revisions;
-            if target > state.store.compacted_rev() {
-                if let Err(e) = state.store.compact(target).await {
-                    tracing::warn!(error = %e, "compaction");
-                }
+            if target > state.store.compacted_rev()
+                && let Err(e) = state.store.compact(target).await
+            {
+                tracing::warn!(error = %e, "compaction");
             }
         }
     });

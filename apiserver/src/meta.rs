@@ -109,10 +109,10 @@ pub fn qualified_name(s: &str) -> Option<String> {
         Some((p, n)) => (Some(p), n),
         None => (None, s),
     };
-    if let Some(p) = prefix {
-        if p.is_empty() || dns1123_subdomain(p).is_some() {
-            return Some("prefix part must be a lowercase RFC 1123 subdomain".into());
-        }
+    if let Some(p) = prefix
+        && (p.is_empty() || dns1123_subdomain(p).is_some())
+    {
+        return Some("prefix part must be a lowercase RFC 1123 subdomain".into());
     }
     let ok = !name.is_empty()
         && name.len() <= 63

@@ -20,17 +20,19 @@ use crate::server::State;
 const REF: &str = "#/components/schemas/";
 
 /// Documents of one registry generation: path ("api/v1", "apis/g/v") → (hash, JSON).
-#[derive(Default)]
-pub struct Cache(Mutex<Option<(u64, Arc<BTreeMap<String, (String, Bytes)>>)>>);
+/// path → (hash, document)
+type Docs = Arc<BTreeMap<String, (String, Bytes)>>;
 
-fn docs(state: &State) -> Arc<BTreeMap<String, (String, Bytes)>> {
+#[derive(Default)]
+pub struct Cache(Mutex<Option<(u64, Docs)>>);
+
+fn docs(state: &State) -> Docs {
     let reg = state.registry();
-    if let Ok(c) = state.openapi.0.lock() {
-        if let Some((g, d)) = c.as_ref() {
-            if *g == reg.generation {
-                return d.clone();
-            }
-        }
+    if let Ok(c) = state.openapi.0.lock()
+        && let Some((g, d)) = c.as_ref()
+        && *g == reg.generation
+    {
+        return d.clone();
     }
     let mut out = BTreeMap::new();
     for (g, vs) in reg.groups() {
@@ -129,10 +131,10 @@ fn rewrite_refs(v: &Value, from: &str, to: &str) -> Value {
         Value::Object(o) => Value::Object(
             o.iter()
                 .map(|(k, val)| {
-                    if k == "$ref" {
-                        if let Some(s) = val.as_str() {
-                            return (k.clone(), json!(s.replacen(from, to, 1)));
-                        }
+                    if k == "$ref"
+                        && let Some(s) = val.as_str()
+                    {
+                        return (k.clone(), json!(s.replacen(from, to, 1)));
                     }
                     (k.clone(), rewrite_refs(val, from, to))
                 })

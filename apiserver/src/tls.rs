@@ -158,10 +158,10 @@ impl Pki {
     ) -> Result<(String, String), TlsError> {
         let crt = dir.join(format!("{name}.crt"));
         let key = dir.join(format!("{name}.key"));
-        if let (Ok(c), Ok(k)) = (fs::read_to_string(&crt), fs::read_to_string(&key)) {
-            if remaining_seconds(&c).is_some_and(|s| s > 30 * DAY) {
-                return Ok((c, k));
-            }
+        if let (Ok(c), Ok(k)) = (fs::read_to_string(&crt), fs::read_to_string(&key))
+            && remaining_seconds(&c).is_some_and(|s| s > 30 * DAY)
+        {
+            return Ok((c, k));
         }
         let ca_key = KeyPair::from_pem(&self.ca_key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&self.ca_pem, ca_key)?;

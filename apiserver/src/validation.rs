@@ -218,16 +218,16 @@ pub fn validate_kind(
     }
     // Built-in objects are checked against their published schema's types, so a wrong type
     // cannot be stored and break typed clients later.
-    if !res.structural {
-        if let Some(s) = &res.schema {
-            for e in rdd_schema::validate(s, obj) {
-                if e.reason == "FieldValueTypeInvalid" {
-                    out.push(Cause {
-                        reason: e.reason.to_string(),
-                        message: e.to_string(),
-                        field: e.field.clone(),
-                    });
-                }
+    if !res.structural
+        && let Some(s) = &res.schema
+    {
+        for e in rdd_schema::validate(s, obj) {
+            if e.reason == "FieldValueTypeInvalid" {
+                out.push(Cause {
+                    reason: e.reason.to_string(),
+                    message: e.to_string(),
+                    field: e.field.clone(),
+                });
             }
         }
     }

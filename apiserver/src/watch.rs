@@ -131,12 +131,8 @@ async fn start(
     };
     let result: Result<(), ApiError> = async {
         if send_snapshot {
-            let ns = if w.name.is_some() {
-                t.namespace.clone()
-            } else {
-                t.namespace.clone()
-            };
-            let (items, rev, _) = list_objects(state, &t.res, &ns, &w.filter, 0, None, 0).await?;
+            let (items, rev, _) =
+                list_objects(state, &t.res, &t.namespace, &w.filter, 0, None, 0).await?;
             for obj in items {
                 if w.name
                     .as_deref()
@@ -305,11 +301,10 @@ impl Watcher {
                             continue;
                         }
                         self.last = ev.rev;
-                        if let Some(b) = self.translate(&ev) {
-                            if !self.send(b).await {
+                        if let Some(b) = self.translate(&ev)
+                            && !self.send(b).await {
                                 return;
                             }
-                        }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let line = json!({"type": "ERROR", "object": gone("the watcher fell too far behind; relist and watch again")});

@@ -216,23 +216,23 @@ fn finish(
 ) -> Result<Value, ApiError> {
     let res = &t.res;
     prune(t, &mut obj, o, warnings)?;
-    if res.structural {
-        if let Some(s) = &res.schema {
-            rdd_schema::apply_defaults(s, &mut obj);
-        }
+    if res.structural
+        && let Some(s) = &res.schema
+    {
+        rdd_schema::apply_defaults(s, &mut obj);
     }
     validation::prepare(res, &mut obj, old)?;
     let name = meta::name(&obj).to_string();
     let mut causes = validation::validate_meta(res, &obj, old);
-    if res.structural {
-        if let Some(s) = &res.schema {
-            for e in rdd_schema::validate(s, &obj) {
-                causes.push(Cause {
-                    reason: e.reason.to_string(),
-                    message: e.to_string(),
-                    field: e.field.clone(),
-                });
-            }
+    if res.structural
+        && let Some(s) = &res.schema
+    {
+        for e in rdd_schema::validate(s, &obj) {
+            causes.push(Cause {
+                reason: e.reason.to_string(),
+                message: e.to_string(),
+                field: e.field.clone(),
+            });
         }
     }
     causes.extend(validation::validate_kind(state, res, &obj, old));
@@ -345,10 +345,11 @@ async fn create_object(
         name: Some(name.to_string()),
         ..t.clone()
     };
-    if res.has_status() && res.structural {
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("status");
-        }
+    if res.has_status()
+        && res.structural
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
     }
     {
         let m = meta_mut(&mut obj);
@@ -422,10 +423,10 @@ async fn create_object(
 }
 
 async fn after_commit(state: &Arc<State>, res: &Resource) {
-    if res.flavor == Flavor::Crd {
-        if let Err(e) = state.reload_crds().await {
-            tracing::warn!(error = %e, "reloading CRDs");
-        }
+    if res.flavor == Flavor::Crd
+        && let Err(e) = state.reload_crds().await
+    {
+        tracing::warn!(error = %e, "reloading CRDs");
     }
 }
 
@@ -543,10 +544,11 @@ fn apply_patch(
             for op in p.0 {
                 // As upstream (evanphx/json-patch): `test` for null passes when the path is
                 // absent. kube-rs' finalizer helper relies on it for objects without finalizers.
-                if let json_patch::PatchOperation::Test(t) = &op {
-                    if t.value.is_null() && doc.pointer(t.path.as_str()).is_none() {
-                        continue;
-                    }
+                if let json_patch::PatchOperation::Test(t) = &op
+                    && t.value.is_null()
+                    && doc.pointer(t.path.as_str()).is_none()
+                {
+                    continue;
                 }
                 json_patch::patch(&mut doc, &[op]).map_err(|e| {
                     ApiError::new(
@@ -617,10 +619,10 @@ fn sync_last_applied(manager: &str, live: &Value, applied: &Value, object: &mut 
         .and_then(Value::as_object_mut)
     {
         a.remove(LAST_APPLIED);
-        if a.is_empty() {
-            if let Some(m) = cfg.pointer_mut("/metadata").and_then(Value::as_object_mut) {
-                m.remove("annotations");
-            }
+        if a.is_empty()
+            && let Some(m) = cfg.pointer_mut("/metadata").and_then(Value::as_object_mut)
+        {
+            m.remove("annotations");
         }
     }
     let text = serde_json::to_string(&cfg).unwrap_or_default();
@@ -790,39 +792,39 @@ async fn modify(
                 (patched, pre, None)
             }
         };
-        if let Some(pre) = &precondition {
-            if pre != &row.rev.to_string() {
-                return Err(ApiError::conflict(
-                    &res.group,
-                    &res.plural,
-                    &name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(pre) = &precondition
+            && pre != &row.rev.to_string()
+        {
+            return Err(ApiError::conflict(
+                &res.group,
+                &res.plural,
+                &name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         check_identity(t, &mut candidate)?;
         // A body uid is a precondition too.
-        if let (Some(u), Some(cur)) = (meta_str(&candidate, "uid"), meta_str(&stored, "uid")) {
-            if u != cur {
-                return Err(ApiError::conflict(
-                    &res.group,
-                    &res.plural,
-                    &name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {u}, UID in object meta: {cur}"
-                    ),
-                ));
-            }
+        if let (Some(u), Some(cur)) = (meta_str(&candidate, "uid"), meta_str(&stored, "uid"))
+            && u != cur
+        {
+            return Err(ApiError::conflict(
+                &res.group,
+                &res.plural,
+                &name,
+                &format!(
+                    "Precondition failed: UID in precondition: {u}, UID in object meta: {cur}"
+                ),
+            ));
         }
         // Subresource resets: main writes keep status, status writes keep everything else.
         match sub {
             Some("status") => {
                 let mut next = stored.clone();
                 next["status"] = candidate.get("status").cloned().unwrap_or(Value::Null);
-                if next["status"].is_null() {
-                    if let Some(m) = next.as_object_mut() {
-                        m.remove("status");
-                    }
+                if next["status"].is_null()
+                    && let Some(m) = next.as_object_mut()
+                {
+                    m.remove("status");
                 }
                 if let Some(mf) = meta::meta(&candidate)
                     .and_then(|m| m.get("managedFields"))
@@ -1035,12 +1037,12 @@ fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, ApiError> {
     if let Some(p) = ctx.query.get("propagationPolicy") {
         d.propagation_policy = Some(p.to_string());
     }
-    if let Some(p) = &d.propagation_policy {
-        if !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
-            return Err(ApiError::bad_request(format!(
-                "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Background\", \"Foreground\", \"Orphan\""
-            )));
-        }
+    if let Some(p) = &d.propagation_policy
+        && !matches!(p.as_str(), "Background" | "Foreground" | "Orphan")
+    {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Background\", \"Foreground\", \"Orphan\""
+        )));
     }
     let q = ctx.query.all("dryRun");
     if !q.is_empty() {

@@ -223,10 +223,10 @@ impl Store {
                 None => open_ro(&this.path)?,
             };
             let out = f(&conn);
-            if let Ok(mut pool) = this.readers.lock() {
-                if pool.len() < 8 {
-                    pool.push(conn);
-                }
+            if let Ok(mut pool) = this.readers.lock()
+                && pool.len() < 8
+            {
+                pool.push(conn);
             }
             out
         })
