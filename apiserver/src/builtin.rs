@@ -5,7 +5,6 @@
 //! the fields where they change behaviour (strategic merge, server-side apply).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret, ServiceAccount};
@@ -277,6 +276,7 @@ fn res(
         subresources: Vec::new(),
         flavor,
         schema: None,
+        compiled: None,
         structural: false,
         printer_columns: Vec::new(),
         storage: storage_prefix(group, plural),
@@ -469,19 +469,22 @@ pub fn resources(schemas: &Schemas) -> Vec<Resource> {
             AGE_DESC,
         ),
     ];
-    let mut all = vec![
+    let all = vec![
         namespaces, configmaps, secrets, sas, events, events_v1, leases, crds,
     ];
-    for r in &mut all {
-        if let Some(name) = schemas
-            .roots
-            .get(&(r.group.clone(), r.version.clone(), r.kind.clone()))
-            && let Some(s) = schemas.components.get(name)
-        {
-            r.schema = Some(Arc::new(inline(s, &schemas.components)));
-        }
-    }
-    all
+    all.into_iter()
+        .map(|r| {
+            let key = (r.group.clone(), r.version.clone(), r.kind.clone());
+            match schemas
+                .roots
+                .get(&key)
+                .and_then(|n| schemas.components.get(n))
+            {
+                Some(s) => r.with_schema(inline(s, &schemas.components)),
+                None => r,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
 //! CustomResourceDefinitions: validation, status (names accepted, established), and the
 //! registry entries of the kinds they define.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Cause};
@@ -319,26 +317,30 @@ pub fn resources_of(crd: &Value, meta_schema: Option<&Value>) -> Vec<Resource> {
             .and_then(Value::as_array)
             .map(|a| a.iter().map(|f| s(f, "/jsonPath").to_string()).collect())
             .unwrap_or_default();
-        out.push(Resource {
-            group: group.clone(),
-            version: s(v, "/name").into(),
-            plural: plural.clone(),
-            singular: s(&names, "/singular").into(),
-            kind: kind.clone(),
-            namespaced,
-            short_names: strings(names.get("shortNames")),
-            categories: strings(names.get("categories")),
-            verbs: VERBS_ALL.to_vec(),
-            subresources,
-            flavor: Flavor::Custom,
-            schema: Some(Arc::new(schema)),
-            structural: true,
-            printer_columns,
-            storage: storage_prefix(&group, &plural),
-            tracks_generation: true,
-            selectable_fields,
-            storage_version: v.get("storage") == Some(&json!(true)),
-        });
+        out.push(
+            Resource {
+                group: group.clone(),
+                version: s(v, "/name").into(),
+                plural: plural.clone(),
+                singular: s(&names, "/singular").into(),
+                kind: kind.clone(),
+                namespaced,
+                short_names: strings(names.get("shortNames")),
+                categories: strings(names.get("categories")),
+                verbs: VERBS_ALL.to_vec(),
+                subresources,
+                flavor: Flavor::Custom,
+                schema: None,
+                compiled: None,
+                structural: true,
+                printer_columns,
+                storage: storage_prefix(&group, &plural),
+                tracks_generation: true,
+                selectable_fields,
+                storage_version: v.get("storage") == Some(&json!(true)),
+            }
+            .with_schema(schema),
+        );
     }
     out
 }

@@ -109,15 +109,40 @@ pub async fn resource(
     }
 }
 
-/// The object as a client of this resource's version sees it.
-pub fn present(res: &Resource, stored: &Value, rev: i64) -> Value {
-    let mut o = meta::with_rv(stored, rev);
+/// A stored object in the shape of this resource's version (the events.k8s.io view of core
+/// Events is converted; everything else is stored as served).
+pub fn to_view(res: &Resource, stored: &Value) -> Value {
     if res.flavor == Flavor::EventsV1 {
-        o = crate::events::core_to_v1(&o);
+        crate::events::core_to_v1(stored)
+    } else {
+        stored.clone()
     }
+}
+
+/// The inverse of [`to_view`].
+pub fn to_storage(res: &Resource, view: &Value) -> Value {
+    if res.flavor == Flavor::EventsV1 {
+        crate::events::v1_to_core(view)
+    } else {
+        view.clone()
+    }
+}
+
+/// An object already in this resource's shape, as served.
+pub fn present_view(res: &Resource, view: &Value, rev: i64) -> Value {
+    let mut o = if rev > 0 {
+        meta::with_rv(view, rev)
+    } else {
+        view.clone()
+    };
     o["apiVersion"] = json!(res.api_version());
     o["kind"] = json!(res.kind);
     o
+}
+
+/// A stored object as a client of this resource's version sees it.
+pub fn present(res: &Resource, stored: &Value, rev: i64) -> Value {
+    present_view(res, &to_view(res, stored), rev)
 }
 
 pub fn present_row(res: &Resource, row: &Row) -> Value {
@@ -285,7 +310,8 @@ async fn list(state: &Arc<State>, ctx: &Ctx, t: &Target) -> Result<Response<Body
     let (at, start) = match ctx.query.get("continue").filter(|c| !c.is_empty()) {
         Some(c) => {
             let tok = decode_continue(c)?;
-            if tok.rv < state.store.compacted_rev() {
+            // rv 0 marks the inconsistent continuation handed out with a 410: read the newest.
+            if tok.rv != 0 && tok.rv < state.store.compacted_rev() {
                 let mut e = ApiError::gone(
                     "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
                 );

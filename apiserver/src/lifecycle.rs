@@ -55,7 +55,7 @@ pub fn spawn(state: Arc<State>) {
         }
     });
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        let mut tick = tokio::time::interval(state.config.compaction_interval);
         tick.tick().await;
         loop {
             tick.tick().await;

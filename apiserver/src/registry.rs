@@ -60,6 +60,8 @@ pub struct Resource {
     /// Inlined OpenAPI v3 schema of the whole object (no `$ref`), used for pruning, SSA and
     /// strategic merge.
     pub schema: Option<Arc<Value>>,
+    /// `schema`, parsed once (patterns compiled) for pruning, defaulting and validation.
+    pub compiled: Option<Arc<rdd_schema::Schema>>,
     /// True for CRD-defined kinds: their schema is authoritative (validation, defaulting).
     pub structural: bool,
     pub printer_columns: Vec<PrinterColumn>,
@@ -73,6 +75,14 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// Attach a schema, parsing it once.
+    pub fn with_schema(mut self, schema: Value) -> Resource {
+        let (compiled, _) = rdd_schema::Schema::parse_lenient(&schema, "");
+        self.compiled = Some(Arc::new(compiled));
+        self.schema = Some(Arc::new(schema));
+        self
+    }
+
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.clone()

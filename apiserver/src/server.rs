@@ -39,6 +39,9 @@ pub struct Config {
     pub disable_aggregated_discovery: bool,
     /// Test switch: refuse `sendInitialEvents` with 422, forcing clients to list+watch.
     pub reject_send_initial_events: bool,
+    /// How often history is compacted, and how many newest revisions compaction always keeps.
+    pub compaction_interval: std::time::Duration,
+    pub compaction_keep: i64,
 }
 
 impl Config {
@@ -52,6 +55,8 @@ impl Config {
             max_watches: 10_000,
             disable_aggregated_discovery: false,
             reject_send_initial_events: false,
+            compaction_interval: std::time::Duration::from_secs(300),
+            compaction_keep: 1000,
         }
     }
 }
@@ -142,6 +147,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         &config.dir.join("rdd.sqlite3"),
         StoreOptions {
             sync_full: config.sync_full,
+            keep_revisions: config.compaction_keep,
             ..StoreOptions::default()
         },
     )?);

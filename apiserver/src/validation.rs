@@ -219,9 +219,9 @@ pub fn validate_kind(
     // Built-in objects are checked against their published schema's types, so a wrong type
     // cannot be stored and break typed clients later.
     if !res.structural
-        && let Some(s) = &res.schema
+        && let Some(s) = &res.compiled
     {
-        for e in rdd_schema::validate(s, obj) {
+        for e in s.validate(obj) {
             if e.reason == "FieldValueTypeInvalid" {
                 out.push(Cause {
                     reason: e.reason.to_string(),

@@ -8,7 +8,7 @@ use http::Response;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Cause};
-use crate::handlers::{Target, present, render_one};
+use crate::handlers::{Target, present, present_view, render_one, to_storage, to_view};
 use crate::meta::{self, meta_mut, meta_str};
 use crate::registry::{Flavor, Resource};
 use crate::request::{Body, Ctx, Wants, decode_body, json_response, negotiate};
@@ -85,7 +85,7 @@ fn check_identity(t: &Target, obj: &mut Value) -> Result<(), ApiError> {
     let res = &t.res;
     let av = res.api_version();
     match obj.get("apiVersion").and_then(Value::as_str) {
-        Some(v) if v != av && !(res.flavor == Flavor::EventsV1 && v == "events.k8s.io/v1") => {
+        Some(v) if v != av => {
             return Err(ApiError::bad_request(format!(
                 "the API version in the data ({v}) does not match the expected API version ({av})"
             )));
@@ -138,10 +138,10 @@ fn prune(
     o: &Opts,
     warnings: &mut Vec<String>,
 ) -> Result<(), ApiError> {
-    let Some(schema) = &t.res.schema else {
+    let Some(schema) = &t.res.compiled else {
         return Ok(());
     };
-    let pruned = rdd_schema::prune(schema, obj);
+    let pruned = schema.prune(obj);
     if pruned.is_empty() || o.validation == FieldValidation::Ignore {
         return Ok(());
     }
@@ -217,17 +217,17 @@ fn finish(
     let res = &t.res;
     prune(t, &mut obj, o, warnings)?;
     if res.structural
-        && let Some(s) = &res.schema
+        && let Some(s) = &res.compiled
     {
-        rdd_schema::apply_defaults(s, &mut obj);
+        s.apply_defaults(&mut obj);
     }
     validation::prepare(res, &mut obj, old)?;
     let name = meta::name(&obj).to_string();
     let mut causes = validation::validate_meta(res, &obj, old);
     if res.structural
-        && let Some(s) = &res.schema
+        && let Some(s) = &res.compiled
     {
-        for e in rdd_schema::validate(s, &obj) {
+        for e in s.validate(&obj) {
             causes.push(Cause {
                 reason: e.reason.to_string(),
                 message: e.to_string(),
@@ -280,10 +280,6 @@ pub async fn create(
 ) -> Result<Response<Body>, ApiError> {
     let o = opts(ctx, false)?;
     let mut obj = decode_body(ctx)?;
-    if t.res.flavor == Flavor::EventsV1 {
-        obj = crate::events::v1_to_core(&obj);
-        obj["apiVersion"] = json!("events.k8s.io/v1");
-    }
     check_identity(t, &mut obj)?;
     if meta_str(&obj, "resourceVersion").is_some() {
         return Err(ApiError::bad_request(
@@ -394,15 +390,11 @@ async fn create_object(
         crd::on_create(state, &mut obj)?;
     }
     if o.dry_run {
-        return Ok(present(res, &obj, 0));
+        return Ok(present_view(res, &obj, 0));
     }
     let lease = (res.flavor == Flavor::CoreEvent || res.flavor == Flavor::EventsV1)
         .then(|| chrono::Utc::now().timestamp() + 3600);
-    let stored = if res.flavor == Flavor::EventsV1 {
-        crate::events::v1_to_core(&obj)
-    } else {
-        obj.clone()
-    };
+    let stored = to_storage(res, &obj);
     let ev = match state
         .store
         .write(WriteOp::Create {
@@ -455,10 +447,6 @@ pub async fn update(
 ) -> Result<Response<Body>, ApiError> {
     let o = opts(ctx, false)?;
     let mut body = decode_body(ctx)?;
-    if t.res.flavor == Flavor::EventsV1 {
-        body = crate::events::v1_to_core(&body);
-        body["apiVersion"] = json!("events.k8s.io/v1");
-    }
     check_identity(t, &mut body)?;
     let out = modify(state, ctx, t, &o, Change::Replace(body)).await?;
     respond(ctx, t, out)
@@ -735,7 +723,7 @@ async fn modify(
                 }
             }
         };
-        let stored = row.value.as_ref().clone();
+        let stored = to_view(&res, &row.value);
         let current = present(&res, &stored, row.rev);
         let old_managed = stored_managed(&stored);
         let now = meta::now();
@@ -919,19 +907,15 @@ async fn modify(
         if res.flavor == Flavor::Crd {
             crd::on_update(state, &mut next, &stored)?;
         }
-        let stored_view = if res.flavor == Flavor::EventsV1 {
-            crate::events::v1_to_core(&next)
-        } else {
-            next.clone()
-        };
+        let stored_view = to_storage(&res, &next);
         // A write that changes nothing bumps no revision and emits no event.
-        if normalized(&stored_view) == normalized(&stored) {
+        if normalized(&next) == normalized(&stored) {
             ctx.warnings.extend(warnings);
             return Ok((current, false));
         }
         if o.dry_run {
             ctx.warnings.extend(warnings);
-            return Ok((present(&res, &next, row.rev), false));
+            return Ok((present_view(&res, &next, row.rev), false));
         }
         // The last finalizer gone from a deleting object: the object goes.
         let finished = meta_str(&next, "deletionTimestamp").is_some()
@@ -963,18 +947,12 @@ async fn modify(
             Ok(ev) => {
                 after_commit(state, &res).await;
                 ctx.warnings.extend(warnings);
-                return Ok((
-                    present(
-                        &res,
-                        &if finished {
-                            next
-                        } else {
-                            ev.object.as_ref().clone()
-                        },
-                        ev.rev,
-                    ),
-                    false,
-                ));
+                let out = if finished {
+                    present_view(&res, &next, ev.rev)
+                } else {
+                    present(&res, &ev.object, ev.rev)
+                };
+                return Ok((out, false));
             }
             Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound)
                 if precondition.is_none() =>

@@ -322,15 +322,15 @@ impl Store {
         if after >= current {
             return Ok(Vec::new());
         }
-        if let Some(evs) = self.hub.since(after) {
-            return Ok(evs);
-        }
         let compacted = self.compacted_rev();
         if after < compacted {
             return Err(StoreError::Compacted {
                 requested: after,
                 compacted,
             });
+        }
+        if let Some(evs) = self.hub.since(after) {
+            return Ok(evs);
         }
         self.read(move |c| {
             let mut stmt = c.prepare_cached(

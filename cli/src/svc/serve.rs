@@ -30,6 +30,12 @@ pub struct ServeArgs {
     /// Refuse watch `sendInitialEvents` with 422 (test switch).
     #[arg(long, hide = true)]
     pub reject_send_initial_events: bool,
+    /// Seconds between history compactions (test switch).
+    #[arg(long, hide = true, default_value_t = 300)]
+    pub compaction_interval_seconds: u64,
+    /// Newest revisions every compaction keeps (test switch).
+    #[arg(long, hide = true, default_value_t = 1000)]
+    pub compaction_keep_revisions: i64,
     /// Maximum concurrent non-watch requests; more get 429.
     #[arg(long = "max-requests-inflight", default_value_t = 400)]
     pub max_inflight: usize,
@@ -87,6 +93,8 @@ pub async fn run(inst: Instance, a: ServeArgs) -> anyhow::Result<i32> {
     cfg.disable_aggregated_discovery = a.disable_aggregated_discovery;
     cfg.reject_send_initial_events = a.reject_send_initial_events;
     cfg.max_inflight = a.max_inflight;
+    cfg.compaction_interval = std::time::Duration::from_secs(a.compaction_interval_seconds.max(1));
+    cfg.compaction_keep = a.compaction_keep_revisions.max(0);
     let running = rdd_apiserver::start(cfg).await?;
     let server = format!("https://127.0.0.1:{}", running.addr.port());
     rdd_apiserver::kubeconfig::write(

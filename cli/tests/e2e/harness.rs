@@ -240,3 +240,73 @@ pub async fn raw(
     ));
     (status, v)
 }
+
+/// Send a request with extra headers; return status, headers and the raw body.
+pub async fn raw_full(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, http::HeaderMap, Vec<u8>) {
+    let mut b = http::Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = client
+        .send(b.body(body).unwrap().map(kube::client::Body::from))
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let h = resp.headers().clone();
+    use http_body_util::BodyExt;
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, h, bytes.to_vec())
+}
+
+/// Open a watch and collect its events until `n` arrived, the stream ended, or `wait` passed.
+pub async fn watch_events(
+    client: &kube::Client,
+    path: &str,
+    n: usize,
+    wait: std::time::Duration,
+) -> (u16, Vec<serde_json::Value>) {
+    use http_body_util::BodyExt;
+    let req = http::Request::builder()
+        .method("GET")
+        .uri(path)
+        .body(Vec::new())
+        .unwrap();
+    let resp = client
+        .send(req.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while out.len() < n {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(f))) => {
+                if let Ok(d) = f.into_data() {
+                    buf.extend_from_slice(&d);
+                }
+                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    if let Ok(v) = serde_json::from_slice(&line) {
+                        out.push(v);
+                    }
+                }
+                if status != 200 && !buf.is_empty() {
+                    if let Ok(v) = serde_json::from_slice(&buf) {
+                        out.push(v);
+                    }
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    (status, out)
+}
