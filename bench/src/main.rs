@@ -1,0 +1,30 @@
+//! `rdd-bench`: measures rdd against baselines taken in the same run on the same machine.
+//!
+//! `rdd-bench apiserver` starts `rdd svc serve` (the `rdd` binary next to this one) in a
+//! private HOME and reports, as a Markdown table: create throughput vs raw SQLite commits with
+//! the same pragmas, watch delivery latency with 100 watchers, RSS with 10 000 objects, and the
+//! time from process start to `/readyz`.
+
+mod apiserver;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rdd-bench", about = "rdd benchmarks (figures with same-run baselines)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The embedded API server: throughput, watch latency, memory, start-up.
+    Apiserver(apiserver::Args),
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Apiserver(a) => apiserver::run(a).await,
+    }
+}
