@@ -324,7 +324,7 @@ fn add_paths(paths: &mut Map<String, Value>, r: &Resource, comp: &str) {
         o
     });
     item_ops.insert("patch".into(), {
-        let mut o = op("patch", patch_params);
+        let mut o = op("patch", patch_params.clone());
         o["requestBody"] = json!({"content": patch_body, "required": true});
         o
     });
@@ -337,7 +337,10 @@ fn add_paths(paths: &mut Map<String, Value>, r: &Resource, comp: &str) {
         o["requestBody"] = json!({"content": obj, "required": true});
         o
     });
-    coll_ops.insert("delete".into(), op("deletecollection", write_params));
+    coll_ops.insert(
+        "delete".into(),
+        op("deletecollection", write_params.clone()),
+    );
     paths.insert(coll, Value::Object(coll_ops));
     if r.has_status() {
         let sp = if r.namespaced {
@@ -348,6 +351,15 @@ fn add_paths(paths: &mut Map<String, Value>, r: &Resource, comp: &str) {
         } else {
             format!("{base}/{}/{{name}}/status", r.plural)
         };
-        paths.insert(sp, json!({"get": op("get", vec![]), "put": op("put", vec![]), "patch": op("patch", vec![])}));
+        // Subresource operations take the same write parameters: kubectl checks every PATCH of
+        // the kind for `fieldValidation`, in no particular order.
+        let mut patch = op("patch", patch_params);
+        patch["requestBody"] = json!({"content": patch_body, "required": true});
+        let mut put = op("put", write_params);
+        put["requestBody"] = json!({"content": obj, "required": true});
+        paths.insert(
+            sp,
+            json!({"get": op("get", vec![]), "put": put, "patch": patch}),
+        );
     }
 }

@@ -84,6 +84,9 @@ pub struct State {
     inflight: Semaphore,
     pub watches: Semaphore,
     pub openapi: crate::openapi::Cache,
+    /// Serializes registry rebuilds: a rebuild that read storage earlier must never replace
+    /// one that read it later.
+    reload: tokio::sync::Mutex<()>,
 }
 
 impl State {
@@ -96,6 +99,7 @@ impl State {
 
     /// Rebuild the registry from the built-ins plus every established CRD in storage.
     pub async fn reload_crds(&self) -> Result<(), ApiError> {
+        let _serial = self.reload.lock().await;
         let crds = crd::served_resources(self).await?;
         let generation = self.registry().generation + 1;
         let mut all = self.builtins.clone();
@@ -162,6 +166,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         inflight: Semaphore::new(config.max_inflight),
         watches: Semaphore::new(config.max_watches),
         openapi: Default::default(),
+        reload: tokio::sync::Mutex::new(()),
         store,
         config,
     });

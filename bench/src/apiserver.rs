@@ -40,14 +40,21 @@ fn rdd_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let p = exe.with_file_name("rdd");
     if !p.exists() {
-        bail!("{} not found: build it with `cargo build --release -p rdd`", p.display());
+        bail!(
+            "{} not found: build it with `cargo build --release -p rdd`",
+            p.display()
+        );
     }
     Ok(p)
 }
 
 impl Server {
     fn new() -> anyhow::Result<Server> {
-        Ok(Server { home: tempfile::tempdir()?, child: None, port: 0 })
+        Ok(Server {
+            home: tempfile::tempdir()?,
+            child: None,
+            port: 0,
+        })
     }
 
     fn dir(&self) -> PathBuf {
@@ -79,17 +86,21 @@ impl Server {
         let client = self.client().await?;
         loop {
             let req = http::Request::get("/readyz").body(Vec::new())?;
-            if let Ok(r) = client.send(req.map(kube::client::Body::from)).await {
-                if r.status() == 200 {
-                    break;
-                }
+            if let Ok(r) = client.send(req.map(kube::client::Body::from)).await
+                && r.status() == 200
+            {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let elapsed = t0.elapsed();
         let text = std::fs::read_to_string(self.kubeconfig())?;
         let i = text.find("127.0.0.1:").context("no port in kubeconfig")? + 10;
-        self.port = text[i..].chars().take_while(char::is_ascii_digit).collect::<String>().parse()?;
+        self.port = text[i..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()?;
         Ok(elapsed)
     }
 
@@ -113,7 +124,9 @@ impl Server {
 
     async fn client(&self) -> anyhow::Result<kube::Client> {
         let kc = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+        let cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?;
         Ok(kube::Client::try_from(cfg)?)
     }
 }
@@ -130,7 +143,10 @@ fn payload() -> String {
 
 fn cm(name: &str) -> ConfigMap {
     ConfigMap {
-        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
         data: Some([("payload".to_string(), payload())].into()),
         ..Default::default()
     }
@@ -147,7 +163,9 @@ fn raw_sqlite_rate(n: usize) -> anyhow::Result<f64> {
          create_rev INTEGER, prev_rev INTEGER, lease_expires INTEGER, value BLOB, UNIQUE (key, prev_rev));
          CREATE INDEX kv_key_rev ON kv (key, rev);",
     )?;
-    let value = serde_json::to_vec(&serde_json::json!({"metadata": {"name": "x"}, "data": {"payload": payload()}}))?;
+    let value = serde_json::to_vec(
+        &serde_json::json!({"metadata": {"name": "x"}, "data": {"payload": payload()}}),
+    )?;
     let t0 = Instant::now();
     for i in 0..n {
         let tx = conn.unchecked_transaction()?;
@@ -168,7 +186,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-async fn create_rate(client: &kube::Client, n: usize, clients: usize, prefix: &str) -> anyhow::Result<f64> {
+async fn create_rate(
+    client: &kube::Client,
+    n: usize,
+    clients: usize,
+    prefix: &str,
+) -> anyhow::Result<f64> {
     let per = n / clients;
     let t0 = Instant::now();
     let mut tasks = Vec::new();
@@ -177,7 +200,8 @@ async fn create_rate(client: &kube::Client, n: usize, clients: usize, prefix: &s
         let prefix = prefix.to_string();
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
-                api.create(&PostParams::default(), &cm(&format!("{prefix}-{c}-{i}"))).await?;
+                api.create(&PostParams::default(), &cm(&format!("{prefix}-{c}-{i}")))
+                    .await?;
             }
             Ok::<_, kube::Error>(())
         }));
@@ -190,11 +214,22 @@ async fn create_rate(client: &kube::Client, n: usize, clients: usize, prefix: &s
 
 /// Open `watchers` raw watch streams on one namespace; write `events` objects one at a time;
 /// latency = arrival at each watcher − the moment the create was sent.
-async fn watch_latency(client: &kube::Client, watchers: usize, events: usize) -> anyhow::Result<(f64, f64)> {
+async fn watch_latency(
+    client: &kube::Client,
+    watchers: usize,
+    events: usize,
+) -> anyhow::Result<(f64, f64)> {
     let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let ns = k8s_openapi::api::core::v1::Namespace { metadata: ObjectMeta { name: Some("watch".into()), ..Default::default() }, ..Default::default() };
+    let ns = k8s_openapi::api::core::v1::Namespace {
+        metadata: ObjectMeta {
+            name: Some("watch".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     ns_api.create(&PostParams::default(), &ns).await?;
-    let sent: Arc<std::sync::Mutex<Vec<Option<Instant>>>> = Arc::new(std::sync::Mutex::new(vec![None; events]));
+    let sent: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
+        Arc::new(std::sync::Mutex::new(vec![None; events]));
     let lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(watchers * events)));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(watchers);
     let mut handles = Vec::new();
@@ -204,14 +239,19 @@ async fn watch_latency(client: &kube::Client, watchers: usize, events: usize) ->
         let lat = lat.clone();
         let ready = ready_tx.clone();
         handles.push(tokio::spawn(async move {
-            let req = http::Request::get("/api/v1/namespaces/watch/configmaps?watch=true&resourceVersion=0").body(Vec::new())?;
+            let req = http::Request::get(
+                "/api/v1/namespaces/watch/configmaps?watch=true&resourceVersion=0",
+            )
+            .body(Vec::new())?;
             let resp = client.send(req.map(kube::client::Body::from)).await?;
             let _ = ready.send(()).await;
             let mut body = resp.into_body().into_data_stream();
             let mut buf = Vec::new();
             let mut seen = 0;
             while seen < events {
-                let Some(chunk) = body.next().await else { break };
+                let Some(chunk) = body.next().await else {
+                    break;
+                };
                 let chunk = chunk?;
                 let now = Instant::now();
                 buf.extend_from_slice(&chunk);
@@ -219,9 +259,14 @@ async fn watch_latency(client: &kube::Client, watchers: usize, events: usize) ->
                     let line: Vec<u8> = buf.drain(..=i).collect();
                     let v: serde_json::Value = serde_json::from_slice(&line)?;
                     let name = v["object"]["metadata"]["name"].as_str().unwrap_or("");
-                    if let Some(idx) = name.strip_prefix("ev-").and_then(|s| s.parse::<usize>().ok()) {
+                    if let Some(idx) = name
+                        .strip_prefix("ev-")
+                        .and_then(|s| s.parse::<usize>().ok())
+                    {
                         if let Some(t) = sent.lock().ok().and_then(|s| s[idx]) {
-                            lat.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(now.duration_since(t).as_secs_f64() * 1000.0);
+                            lat.lock()
+                                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                                .push(now.duration_since(t).as_secs_f64() * 1000.0);
                         }
                         seen += 1;
                     }
@@ -239,7 +284,8 @@ async fn watch_latency(client: &kube::Client, watchers: usize, events: usize) ->
         if let Ok(mut s) = sent.lock() {
             s[i] = Some(Instant::now());
         }
-        api.create(&PostParams::default(), &cm(&format!("ev-{i}"))).await?;
+        api.create(&PostParams::default(), &cm(&format!("ev-{i}")))
+            .await?;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for h in handles {
@@ -276,12 +322,35 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     println!("| figure | value | baseline / goal |");
     println!("|---|---|---|");
     println!("| raw SQLite commits (1 row/txn, WAL, synchronous=NORMAL) | {raw:.0}/s | baseline |");
-    println!("| create throughput, {} kube-rs clients, 1 KiB ConfigMaps | {rate:.0}/s | **{:.2}×** raw (goal ≥ 0.5×) |", a.clients, rate / raw);
-    println!("| watch delivery, {} watchers × {} events | p50 {p50:.2} ms, p99 {p99:.2} ms | goal p99 ≤ 10 ms |", a.watchers, a.events);
+    println!(
+        "| create throughput, {} kube-rs clients, 1 KiB ConfigMaps | {rate:.0}/s | **{:.2}×** raw (goal ≥ 0.5×) |",
+        a.clients,
+        rate / raw
+    );
+    println!(
+        "| watch delivery, {} watchers × {} events | p50 {p50:.2} ms, p99 {p99:.2} ms | goal p99 ≤ 10 ms |",
+        a.watchers, a.events
+    );
     println!("| RSS idle (fresh start) | {idle_rss:.1} MiB | goal ≤ 40 MiB |");
-    println!("| RSS with {} objects after {} watchers | {rss_loaded:.1} MiB | goal ≤ 100 MiB |", a.objects + a.events, a.watchers);
-    println!("| LIST of all {} ConfigMaps ({} KiB) | {:.0} ms | goal ≤ 1 s |", a.objects + a.events, bytes / 1024, list_time.as_secs_f64() * 1000.0);
-    println!("| start → /readyz 200, empty | {:.0} ms | goal ≤ 1 s |", cold.as_secs_f64() * 1000.0);
-    println!("| start → /readyz 200, {} objects | {:.0} ms | goal ≤ 1 s |", a.objects + a.events, warm.as_secs_f64() * 1000.0);
+    println!(
+        "| RSS with {} objects after {} watchers | {rss_loaded:.1} MiB | goal ≤ 100 MiB |",
+        a.objects + a.events,
+        a.watchers
+    );
+    println!(
+        "| LIST of all {} ConfigMaps ({} KiB) | {:.0} ms | goal ≤ 1 s |",
+        a.objects + a.events,
+        bytes / 1024,
+        list_time.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| start → /readyz 200, empty | {:.0} ms | goal ≤ 1 s |",
+        cold.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| start → /readyz 200, {} objects | {:.0} ms | goal ≤ 1 s |",
+        a.objects + a.events,
+        warm.as_secs_f64() * 1000.0
+    );
     Ok(())
 }

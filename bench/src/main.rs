@@ -10,7 +10,10 @@ mod apiserver;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rdd-bench", about = "rdd benchmarks (figures with same-run baselines)")]
+#[command(
+    name = "rdd-bench",
+    about = "rdd benchmarks (figures with same-run baselines)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
