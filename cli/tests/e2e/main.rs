@@ -4,6 +4,7 @@
 mod harness;
 
 mod api;
+mod auth;
 mod bad_input;
 mod durability;
 mod kube_client;
