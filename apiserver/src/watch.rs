@@ -256,6 +256,25 @@ impl Watcher {
             return None;
         }
         let res = &self.target.res;
+        // The common case (no selector, plain JSON, the stored shape): one encoding per event,
+        // shared by every watcher.
+        if self.wants == Wants::Json
+            && self.filter.labels.is_empty()
+            && self.filter.fields.is_empty()
+            && res.flavor != crate::registry::Flavor::EventsV1
+            && res.storage_version
+        {
+            let obj = ev.encoded.get_or_init(|| {
+                Bytes::from(serde_json::to_vec(&present(res, &ev.object, ev.rev)).unwrap_or_default())
+            });
+            let mut line = Vec::with_capacity(obj.len() + 32);
+            line.extend_from_slice(b"{\"type\":\"");
+            line.extend_from_slice(ev.kind.as_str().as_bytes());
+            line.extend_from_slice(b"\",\"object\":");
+            line.extend_from_slice(obj);
+            line.extend_from_slice(b"}\n");
+            return Some(Bytes::from(line));
+        }
         let new = present(res, &ev.object, ev.rev);
         let now_matches = self.filter.matches(res, &new);
         let was = ev

@@ -36,6 +36,8 @@ pub struct Event {
     pub kind: EventType,
     pub object: Arc<serde_json::Value>,
     pub prev: Option<Arc<serde_json::Value>>,
+    /// The object as served in JSON, encoded once for every watcher that wants it as is.
+    pub encoded: std::sync::OnceLock<bytes::Bytes>,
 }
 
 pub struct Hub {

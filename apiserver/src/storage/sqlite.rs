@@ -362,6 +362,7 @@ impl Store {
                     kind,
                     object: Arc::new(decode(&blob)?),
                     prev,
+                    encoded: Default::default(),
                 }));
             }
             Ok(out)
@@ -601,6 +602,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> Result<Arc<Event>, 
                 kind: EventType::Added,
                 object: Arc::new(value.clone()),
                 prev: None,
+                encoded: Default::default(),
             }))
         }
         WriteOp::Update {
@@ -634,6 +636,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> Result<Arc<Event>, 
                 kind: EventType::Modified,
                 object: Arc::new(value.clone()),
                 prev: Some(Arc::new(decode(&l.value)?)),
+                encoded: Default::default(),
             }))
         }
         WriteOp::Delete { key, expected_rev } => {
@@ -656,6 +659,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> Result<Arc<Event>, 
                 kind: EventType::Deleted,
                 object: last.clone(),
                 prev: Some(last),
+                encoded: Default::default(),
             }))
         }
     }

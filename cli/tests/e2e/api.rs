@@ -784,3 +784,86 @@ async fn cp_events_two_views_and_secrets() {
     assert_eq!(secret["type"], "Opaque");
     assert!(secret.get("stringData").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_cluster_scoped_crd_and_crd_deletion_removes_instances() {
+    let s = Server::start();
+    let c = s.client().await;
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.test.rdd.io"},
+        "spec": {"group": "test.rdd.io", "scope": "Cluster",
+            "names": {"plural": "gadgets", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}});
+    post(
+        &c,
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        crd,
+    )
+    .await;
+    let g = post(&c, "/apis/test.rdd.io/v1/gadgets", json!({"apiVersion": "test.rdd.io/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"anything": [1, 2]}})).await;
+    assert!(g["metadata"].get("namespace").is_none());
+    assert_eq!(
+        g["spec"]["anything"],
+        json!([1, 2]),
+        "preserve-unknown-fields keeps content"
+    );
+    let (code, _) = raw(
+        &c,
+        "GET",
+        "/apis/test.rdd.io/v1/namespaces/default/gadgets/g1",
+        "",
+        vec![],
+    )
+    .await;
+    assert_eq!(code, 404, "a cluster-scoped kind has no namespaced path");
+    // A CRD that is not structural is refused.
+    let bad = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "things.test.rdd.io"},
+        "spec": {"group": "test.rdd.io", "scope": "Namespaced", "names": {"plural": "things", "kind": "Thing"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"properties": {"x": {"type": "string"}}}}}}}]}});
+    let (code, body) = raw(
+        &c,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        "application/json",
+        serde_json::to_vec(&bad).unwrap(),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("type"), "{body}");
+    // Deleting the CRD removes its instances, then the CRD and its discovery entry.
+    let (code, _) = raw(
+        &c,
+        "DELETE",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.test.rdd.io",
+        "application/json",
+        vec![],
+    )
+    .await;
+    assert_eq!(code, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, _) = raw(
+            &c,
+            "GET",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.test.rdd.io",
+            "",
+            vec![],
+        )
+        .await;
+        if code == 404 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "CRD never went away"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, _) = raw(&c, "GET", "/apis/test.rdd.io/v1", "", vec![]).await;
+    assert_eq!(code, 404);
+}

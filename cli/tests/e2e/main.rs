@@ -9,3 +9,4 @@ mod bad_input;
 mod durability;
 mod kube_client;
 mod kubectl;
+mod python;
