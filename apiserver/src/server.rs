@@ -87,6 +87,9 @@ pub struct State {
     /// Serializes registry rebuilds: a rebuild that read storage earlier must never replace
     /// one that read it later.
     reload: tokio::sync::Mutex<()>,
+    /// Namespace name → terminating, kept in step by every namespace write (admission reads
+    /// it on each namespaced create instead of the database).
+    namespaces: RwLock<std::collections::HashMap<String, bool>>,
 }
 
 impl State {
@@ -110,6 +113,38 @@ impl State {
             Err(p) => *p.into_inner() = reg,
         }
         Ok(())
+    }
+
+    pub fn note_namespace(&self, ev: &crate::storage::Event) {
+        let name = crate::meta::name(&ev.object).to_string();
+        let terminating = crate::meta::meta_str(&ev.object, "deletionTimestamp").is_some();
+        let mut map = match self.namespaces.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if ev.kind == crate::storage::EventType::Deleted {
+            map.remove(&name);
+        } else {
+            map.insert(name, terminating);
+        }
+    }
+
+    /// Whether a namespace exists and is terminating. A miss is confirmed against storage, so
+    /// the cache can only make admission faster, never wrong about a namespace that exists.
+    pub async fn namespace_state(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        let cached = match self.namespaces.read() {
+            Ok(m) => m.get(name).copied(),
+            Err(p) => p.into_inner().get(name).copied(),
+        };
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let key = crate::registry::storage_prefix("", "namespaces") + "/" + name;
+        Ok(self
+            .store
+            .get(&key)
+            .await?
+            .map(|row| crate::meta::meta_str(&row.value, "deletionTimestamp").is_some()))
     }
 
     pub fn is_ready(&self) -> bool {
@@ -167,6 +202,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         watches: Semaphore::new(config.max_watches),
         openapi: Default::default(),
         reload: tokio::sync::Mutex::new(()),
+        namespaces: RwLock::new(Default::default()),
         store,
         config,
     });

@@ -265,7 +265,9 @@ impl Watcher {
             && res.storage_version
         {
             let obj = ev.encoded.get_or_init(|| {
-                Bytes::from(serde_json::to_vec(&present(res, &ev.object, ev.rev)).unwrap_or_default())
+                Bytes::from(
+                    serde_json::to_vec(&present(res, &ev.object, ev.rev)).unwrap_or_default(),
+                )
             });
             let mut line = Vec::with_capacity(obj.len() + 32);
             line.extend_from_slice(b"{\"type\":\"");

@@ -182,13 +182,9 @@ async fn namespace_admission(state: &Arc<State>, t: &Target, name: &str) -> Resu
     if !t.res.namespaced {
         return Ok(());
     }
-    let ns_res = state
-        .registry()
-        .get("", "v1", "namespaces")
-        .ok_or_else(|| ApiError::internal("namespaces not registered"))?;
-    match state.store.get(&ns_res.key("", &t.namespace)).await? {
+    match state.namespace_state(&t.namespace).await? {
         None => Err(ApiError::not_found("", "namespaces", &t.namespace)),
-        Some(row) if meta_str(&row.value, "deletionTimestamp").is_some() => {
+        Some(true) => {
             let mut e = ApiError::forbidden(format!(
                 "{} \"{name}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
                 t.res.group_resource(),
@@ -410,11 +406,15 @@ async fn create_object(
         }
         Err(e) => return Err(e.into()),
     };
-    after_commit(state, res).await;
+    after_commit(state, res, &ev).await;
     Ok(present(res, &ev.object, ev.rev))
 }
 
-async fn after_commit(state: &Arc<State>, res: &Resource) {
+/// Keep in-memory views of storage in step with a committed write, before the client hears of it.
+async fn after_commit(state: &Arc<State>, res: &Resource, ev: &crate::storage::Event) {
+    if res.flavor == Flavor::Namespace {
+        state.note_namespace(ev);
+    }
     if res.flavor == Flavor::Crd
         && let Err(e) = state.reload_crds().await
     {
@@ -945,7 +945,7 @@ async fn modify(
         };
         match result {
             Ok(ev) => {
-                after_commit(state, &res).await;
+                after_commit(state, &res, &ev).await;
                 ctx.warnings.extend(warnings);
                 let out = if finished {
                     present_view(&res, &next, ev.rev)
@@ -1135,7 +1135,7 @@ async fn delete_one(
                 .await
             {
                 Ok(ev) => {
-                    after_commit(state, res).await;
+                    after_commit(state, res, &ev).await;
                     return Ok((present(res, &ev.object, ev.rev), true));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -1175,7 +1175,7 @@ async fn delete_one(
             .await
         {
             Ok(ev) => {
-                after_commit(state, res).await;
+                after_commit(state, res, &ev).await;
                 return Ok((present(res, &ev.object, ev.rev), false));
             }
             Err(StoreError::Conflict { .. }) => continue,
@@ -1307,8 +1307,8 @@ pub async fn store_internal(
             .await
     };
     match r {
-        Ok(_) => {
-            after_commit(state, res).await;
+        Ok(ev) => {
+            after_commit(state, res, &ev).await;
             Ok(())
         }
         Err(StoreError::Conflict { .. } | StoreError::NotFound) => Ok(()),

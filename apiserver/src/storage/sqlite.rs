@@ -424,6 +424,7 @@ struct Latest {
     rev: i64,
     create_rev: i64,
     deleted: bool,
+    lease: Option<i64>,
     value: Vec<u8>,
 }
 
@@ -537,7 +538,7 @@ impl Writer {
 
 fn latest(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<Option<Latest>, StoreError> {
     let mut stmt = tx.prepare_cached(
-        "SELECT rev, create_rev, deleted, value FROM kv WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
+        "SELECT rev, create_rev, deleted, value, lease_expires FROM kv WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
     )?;
     Ok(stmt
         .query_row(params![key], |r| {
@@ -546,6 +547,7 @@ fn latest(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<Option<Latest>, S
                 create_rev: r.get(1)?,
                 deleted: r.get(2)?,
                 value: r.get(3)?,
+                lease: r.get(4)?,
             })
         })
         .optional()?)
@@ -561,8 +563,10 @@ fn insert(
     value: &[u8],
 ) -> Result<i64, StoreError> {
     let mut stmt = tx.prepare_cached(
+        // A create is its own create revision: the next AUTOINCREMENT value, read in the same
+        // statement so no second statement runs per write.
         "INSERT INTO kv (key, created, deleted, create_rev, prev_rev, lease_expires, value)
-         VALUES (?1, ?2, ?3, COALESCE(?4, 0), ?5, ?6, ?7)",
+         VALUES (?1, ?2, ?3, COALESCE(?4, (SELECT COALESCE(MAX(seq), 0) + 1 FROM sqlite_sequence WHERE name = 'kv')), ?5, ?6, ?7)",
     )?;
     stmt.execute(params![
         key,
@@ -573,12 +577,7 @@ fn insert(
         lease,
         value
     ])?;
-    let rev = tx.last_insert_rowid();
-    if create_rev.is_none() {
-        // A create is its own create revision.
-        tx.execute("UPDATE kv SET create_rev = ?1 WHERE rev = ?1", params![rev])?;
-    }
-    Ok(rev)
+    Ok(tx.last_insert_rowid())
 }
 
 fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> Result<Arc<Event>, StoreError> {
@@ -621,15 +620,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> Result<Arc<Event>, 
                 });
             }
             let blob = encode(value)?;
-            let lease: Option<i64> = tx
-                .query_row(
-                    "SELECT lease_expires FROM kv WHERE rev = ?1",
-                    params![l.rev],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .flatten();
-            let rev = insert(tx, key, false, Some(l.create_rev), l.rev, lease, &blob)?;
+            let rev = insert(tx, key, false, Some(l.create_rev), l.rev, l.lease, &blob)?;
             Ok(Arc::new(Event {
                 rev,
                 key: key.clone(),
