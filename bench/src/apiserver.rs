@@ -301,13 +301,24 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let cold = s.start().await?;
     let client = s.client().await?;
     let idle_rss = s.rss_mib();
-    eprintln!("measuring raw SQLite commit rate…");
-    let raw = raw_sqlite_rate(a.creates)?;
-    eprintln!("measuring create throughput with {} clients…", a.clients);
-    let rate = create_rate(&client, a.creates, a.clients, "tp").await?;
+    // Disk and CPU noise move both figures; interleave three rounds of each and keep medians.
+    let mut raws = Vec::new();
+    let mut rates = Vec::new();
+    for round in 0..3 {
+        eprintln!(
+            "round {round}: raw SQLite commit rate, then creates with {} clients…",
+            a.clients
+        );
+        raws.push(raw_sqlite_rate(a.creates)?);
+        rates.push(create_rate(&client, a.creates / 3, a.clients, &format!("tp{round}")).await?);
+    }
+    raws.sort_by(|x, y| x.total_cmp(y));
+    rates.sort_by(|x, y| x.total_cmp(y));
+    let (raw, rate) = (raws[1], rates[1]);
+    let created = (a.creates / 3 / a.clients) * a.clients * 3;
     eprintln!("filling to {} objects…", a.objects);
-    if a.objects > a.creates {
-        create_rate(&client, a.objects - a.creates, a.clients, "fill").await?;
+    if a.objects > created {
+        create_rate(&client, a.objects - created, a.clients, "fill").await?;
     }
     eprintln!("measuring watch latency with {} watchers…", a.watchers);
     let (p50, p99) = watch_latency(&client, a.watchers, a.events).await?;
@@ -321,9 +332,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let warm = s.start().await?;
     println!("| figure | value | baseline / goal |");
     println!("|---|---|---|");
-    println!("| raw SQLite commits (1 row/txn, WAL, synchronous=NORMAL) | {raw:.0}/s | baseline |");
+    println!("| raw SQLite commits (1 row/txn, WAL, synchronous=NORMAL), median of 3 | {raw:.0}/s | baseline |");
     println!(
-        "| create throughput, {} kube-rs clients, 1 KiB ConfigMaps | {rate:.0}/s | **{:.2}×** raw (goal ≥ 0.5×) |",
+        "| create throughput, {} kube-rs clients over HTTPS, 1 KiB ConfigMaps, median of 3 | {rate:.0}/s | **{:.2}×** raw (goal ≥ 0.5×) |",
         a.clients,
         rate / raw
     );
