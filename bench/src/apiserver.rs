@@ -332,7 +332,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let warm = s.start().await?;
     println!("| figure | value | baseline / goal |");
     println!("|---|---|---|");
-    println!("| raw SQLite commits (1 row/txn, WAL, synchronous=NORMAL), median of 3 | {raw:.0}/s | baseline |");
+    println!(
+        "| raw SQLite commits (1 row/txn, WAL, synchronous=NORMAL), median of 3 | {raw:.0}/s | baseline |"
+    );
     println!(
         "| create throughput, {} kube-rs clients over HTTPS, 1 KiB ConfigMaps, median of 3 | {rate:.0}/s | **{:.2}×** raw (goal ≥ 0.5×) |",
         a.clients,
