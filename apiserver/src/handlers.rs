@@ -130,19 +130,21 @@ pub fn to_storage(res: &Resource, view: &Value) -> Value {
 
 /// An object already in this resource's shape, as served.
 pub fn present_view(res: &Resource, view: &Value, rev: i64) -> Value {
-    let mut o = if rev > 0 {
-        meta::with_rv(view, rev)
-    } else {
-        view.clone()
-    };
+    served(res, view.clone(), rev)
+}
+
+/// A stored object as a client of this resource's version sees it (one copy of the object).
+pub fn present(res: &Resource, stored: &Value, rev: i64) -> Value {
+    served(res, to_view(res, stored), rev)
+}
+
+fn served(res: &Resource, mut o: Value, rev: i64) -> Value {
+    if rev > 0 {
+        meta::meta_mut(&mut o).insert("resourceVersion".into(), json!(rev.to_string()));
+    }
     o["apiVersion"] = json!(res.api_version());
     o["kind"] = json!(res.kind);
     o
-}
-
-/// A stored object as a client of this resource's version sees it.
-pub fn present(res: &Resource, stored: &Value, rev: i64) -> Value {
-    present_view(res, &to_view(res, stored), rev)
 }
 
 pub fn present_row(res: &Resource, row: &Row) -> Value {

@@ -390,7 +390,12 @@ async fn create_object(
     }
     let lease = (res.flavor == Flavor::CoreEvent || res.flavor == Flavor::EventsV1)
         .then(|| chrono::Utc::now().timestamp() + 3600);
-    let stored = to_storage(res, &obj);
+    // The object moves into storage; only the Events view needs a converted copy.
+    let stored = if res.flavor == Flavor::EventsV1 {
+        to_storage(res, &obj)
+    } else {
+        obj
+    };
     let ev = match state
         .store
         .write(WriteOp::Create {
@@ -918,13 +923,7 @@ async fn modify(
             return Ok((present_view(&res, &next, row.rev), false));
         }
         // The last finalizer gone from a deleting object: the object goes.
-        let finished = meta_str(&next, "deletionTimestamp").is_some()
-            && meta::finalizers(&next).is_empty()
-            && !(res.flavor == Flavor::Namespace
-                && next
-                    .pointer("/spec/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty()));
+        let finished = deletion_finished(&res, &next);
         let result = if finished {
             state
                 .store
@@ -979,6 +978,18 @@ async fn modify(
         &name,
         "too many concurrent writes; try again",
     ))
+}
+
+/// A deleting object whose last finalizer is gone (for namespaces: also the `kubernetes`
+/// finalizer in `spec`) leaves storage instead of being updated.
+fn deletion_finished(res: &Resource, obj: &Value) -> bool {
+    meta_str(obj, "deletionTimestamp").is_some()
+        && meta::finalizers(obj).is_empty()
+        && !(res.flavor == Flavor::Namespace
+            && obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty()))
 }
 
 fn normalized(v: &Value) -> Value {
@@ -1281,13 +1292,7 @@ pub async fn store_internal(
     rev: i64,
     next: Value,
 ) -> Result<(), ApiError> {
-    let finished = meta_str(&next, "deletionTimestamp").is_some()
-        && meta::finalizers(&next).is_empty()
-        && !(res.flavor == Flavor::Namespace
-            && next
-                .pointer("/spec/finalizers")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty()));
+    let finished = deletion_finished(res, &next);
     let r = if finished {
         state
             .store

@@ -455,7 +455,7 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, writes: Vec<(WriteOp, Reply)>) {
+    fn commit(&mut self, mut writes: Vec<(WriteOp, Reply)>) {
         if writes.is_empty() {
             return;
         }
@@ -464,7 +464,7 @@ impl Writer {
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut results = Vec::with_capacity(writes.len());
-            for (op, _) in &writes {
+            for (op, _) in writes.iter_mut() {
                 results.push(apply_op(&tx, op));
             }
             tx.commit()?;
@@ -580,7 +580,8 @@ fn insert(
     Ok(tx.last_insert_rowid())
 }
 
-fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> Result<Arc<Event>, StoreError> {
+/// Apply one write; the value moves into the event once stored (no copy per write).
+fn apply_op(tx: &rusqlite::Transaction<'_>, op: &mut WriteOp) -> Result<Arc<Event>, StoreError> {
     match op {
         WriteOp::Create {
             key,
@@ -599,7 +600,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> Result<Arc<Event>, 
                 rev,
                 key: key.clone(),
                 kind: EventType::Added,
-                object: Arc::new(value.clone()),
+                object: Arc::new(std::mem::take(value)),
                 prev: None,
                 encoded: Default::default(),
             }))
@@ -625,7 +626,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> Result<Arc<Event>, 
                 rev,
                 key: key.clone(),
                 kind: EventType::Modified,
-                object: Arc::new(value.clone()),
+                object: Arc::new(std::mem::take(value)),
                 prev: Some(Arc::new(decode(&l.value)?)),
                 encoded: Default::default(),
             }))
