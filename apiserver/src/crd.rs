@@ -15,7 +15,7 @@ fn cause(field: &str, reason: &str, msg: String) -> Cause {
     Cause {
         reason: reason.into(),
         field: field.into(),
-        message: format!("{field}: {msg}"),
+        message: msg,
     }
 }
 
@@ -142,7 +142,7 @@ pub fn validate(state: &State, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
                 for e in rdd_schema::check_structural(schema, &path) {
                     out.push(Cause {
                         reason: e.reason.to_string(),
-                        message: e.to_string(),
+                        message: e.body(),
                         field: e.field.clone(),
                     });
                 }

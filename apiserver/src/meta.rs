@@ -85,7 +85,16 @@ pub fn dns1123_subdomain(s: &str) -> Option<String> {
     if s.len() > 253 {
         return Some("must be no more than 253 characters".into());
     }
-    if s.split('.').all(is_label) {
+    // Each dot-separated part has the shape of a label, but only the whole is length-limited
+    // (a 64-character Docker container ID is a valid name).
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !p.starts_with('-')
+            && !p.ends_with('-')
+    };
+    if s.split('.').all(part) {
         None
     } else {
         Some("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into())
@@ -156,6 +165,8 @@ mod tests {
     fn names() {
         assert!(dns1123_subdomain("a.b-c").is_none());
         assert!(dns1123_subdomain("Bad_Name").is_some());
+        assert!(dns1123_subdomain(&"a".repeat(64)).is_none());
+        assert!(dns1123_subdomain(&"a".repeat(254)).is_some());
         assert!(dns1123_label("a.b").is_some());
         assert!(qualified_name("app.kubernetes.io/name").is_none());
         assert!(qualified_name("/x").is_some());

@@ -12,7 +12,7 @@ fn cause(reason: &str, field: &str, message: String) -> Cause {
     Cause {
         reason: reason.into(),
         field: field.into(),
-        message: format!("{field}: {message}"),
+        message,
     }
 }
 
@@ -225,7 +225,7 @@ pub fn validate_kind(
             if e.reason == "FieldValueTypeInvalid" {
                 out.push(Cause {
                     reason: e.reason.to_string(),
-                    message: e.to_string(),
+                    message: e.body(),
                     field: e.field.clone(),
                 });
             }

@@ -226,7 +226,7 @@ fn finish(
         for e in s.validate(&obj) {
             causes.push(Cause {
                 reason: e.reason.to_string(),
-                message: e.to_string(),
+                message: e.body(),
                 field: e.field.clone(),
             });
         }

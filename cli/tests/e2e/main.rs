@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod auth;
 mod bad_input;
+mod deploy;
 mod durability;
 mod kube_client;
 mod kubectl;

@@ -1,0 +1,57 @@
+//! rdd's API types, exactly as `shared/spec/resources.md` gives them. Every custom resource is
+//! served in `v1alpha1`; kinds with a status expose it through the status subresource.
+//!
+//! The CRD manifests in `deploy/crds` are generated from these types by the `crdgen` binary
+//! (`cargo run -p rdd-api --bin crdgen -- deploy/crds`), and CI fails when they differ.
+
+pub mod app;
+pub mod conditions;
+pub mod containers;
+pub mod limavm;
+pub mod names;
+pub mod requests;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// Every CRD rdd serves, in a stable order.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    let mut all = vec![
+        app::App::crd(),
+        limavm::LimaVM::crd(),
+        containers::ContainerNamespace::crd(),
+        containers::Container::crd(),
+        containers::Image::crd(),
+        containers::Volume::crd(),
+        requests::ContainerCreateRequest::crd(),
+        requests::ImagePullRequest::crd(),
+        requests::ImagePushRequest::crd(),
+        requests::ImageScanRequest::crd(),
+        requests::VolumeCreateRequest::crd(),
+    ];
+    for crd in &mut all {
+        // Mirrors and ContainerNamespace have no desired state: their (empty) spec is optional.
+        if matches!(
+            crd.spec.names.kind.as_str(),
+            "ContainerNamespace" | "Container" | "Image" | "Volume"
+        ) {
+            for v in &mut crd.spec.versions {
+                if let Some(schema) = v
+                    .schema
+                    .as_mut()
+                    .and_then(|s| s.open_api_v3_schema.as_mut())
+                {
+                    let required: Vec<String> = schema
+                        .required
+                        .take()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|r| r != "spec")
+                        .collect();
+                    schema.required = (!required.is_empty()).then_some(required);
+                }
+            }
+        }
+    }
+    all
+}
