@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod deploy;
 mod durability;
+mod kit;
 mod kube_client;
 mod kubectl;
 mod python;

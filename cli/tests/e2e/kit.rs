@@ -1,0 +1,217 @@
+//! A small controller built on rdd-kit reconciles a test CRD end to end against `rdd svc`:
+//! finalizer added once, a condition applied under its own field manager without touching
+//! another writer's condition, no writes when nothing changed, cleanup on delete, and the admin
+//! endpoint's health and controller-runtime metrics scraped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{CustomResource, ResourceExt};
+use rdd_kit::conditions::{self, Condition, Desired};
+use rdd_kit::finalizer::{self, Plan};
+use serde_json::json;
+
+use crate::harness::{Server, fixture};
+
+#[derive(
+    CustomResource, serde::Deserialize, serde::Serialize, Clone, Debug, schemars::JsonSchema,
+)]
+#[kube(
+    group = "test.rdd.io",
+    version = "v1",
+    kind = "Widget",
+    namespaced,
+    status = "WidgetStatus"
+)]
+struct WidgetSpec {
+    size: i64,
+}
+
+#[derive(serde::Deserialize, serde::Serialize, Clone, Debug, Default, schemars::JsonSchema)]
+struct WidgetStatus {
+    #[serde(default)]
+    conditions: Vec<Condition>,
+}
+
+const FIN: &str = "test.rdd.io/kit";
+const MANAGER: &str = "widget-controller";
+
+struct Ctx {
+    api: Api<Widget>,
+    applier: rdd_kit::apply::Applier,
+}
+
+/// | observed                          | action                         |
+/// |-----------------------------------|--------------------------------|
+/// | deleting, our finalizer present   | clean up, remove our finalizer |
+/// | deleting, finalizer gone          | nothing                        |
+/// | live, no finalizer                | add it                         |
+/// | live, Ready differs from desired  | apply our Ready condition      |
+/// | live, Ready as desired            | nothing (no write)             |
+async fn reconcile(w: Arc<Widget>, ctx: Arc<Ctx>) -> Result<Action, rdd_kit::KitError> {
+    let name = w.name_any();
+    match finalizer::plan(w.as_ref(), FIN) {
+        Plan::CleanupThenRemove => {
+            finalizer::remove(&ctx.api, &name, FIN).await?;
+            return Ok(Action::await_change());
+        }
+        Plan::Gone => return Ok(Action::await_change()),
+        Plan::Add => {
+            finalizer::ensure(&ctx.api, &name, FIN).await?;
+        }
+        Plan::Present => {}
+    }
+    let mut conds = w.status.clone().unwrap_or_default().conditions;
+    let message = format!("size {}", w.spec.size);
+    let desired = Desired {
+        type_: "Ready",
+        status: "True",
+        reason: "Sized",
+        message: &message,
+        observed_generation: w.metadata.generation,
+    };
+    if conditions::set(&mut conds, &desired, &conditions::now()) {
+        let ours = conditions::find(&conds, "Ready").cloned();
+        ctx.applier
+            .status(&ctx.api, &name, json!({"conditions": [ours]}))
+            .await?;
+    }
+    Ok(Action::await_change())
+}
+
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kit_controller_end_to_end_with_metrics_and_quiescence() {
+    let s = Server::start();
+    let client = s.client().await;
+    s.ok(
+        std::path::Path::new(crate::harness::KUBECTL_OLD),
+        &["apply", "-f", fixture("widgets-crd.yaml").to_str().unwrap()],
+    );
+    s.ok(
+        std::path::Path::new(crate::harness::KUBECTL_OLD),
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.test.rdd.io",
+        ],
+    );
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let metrics = Arc::new(rdd_kit::metrics::Metrics::new());
+    let health = rdd_kit::admin::Health::default();
+    let admin = rdd_kit::admin::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        metrics.clone(),
+        health.clone(),
+    )
+    .await
+    .unwrap();
+    health.set_ready(true);
+    let ctx = Arc::new(Ctx {
+        api: api.clone(),
+        applier: rdd_kit::apply::Applier::new(MANAGER),
+    });
+    let ctrl = tokio::spawn(rdd_kit::runner::run(
+        "widget",
+        api.clone(),
+        ctx,
+        metrics.clone(),
+        reconcile,
+    ));
+
+    api.create(
+        &PostParams::default(),
+        &Widget::new("w", WidgetSpec { size: 3 }),
+    )
+    .await
+    .unwrap();
+    eventually("finalizer and Ready", || async {
+        let w = api.get("w").await.unwrap();
+        let ready = w
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, "Ready").cloned());
+        w.finalizers().iter().any(|f| f == FIN)
+            && ready.is_some_and(|c| c.observed_generation == Some(1) && c.message == "size 3")
+    })
+    .await;
+    // Another writer owns another condition; ours survives theirs and theirs survives ours.
+    let other = json!({"apiVersion": "test.rdd.io/v1", "kind": "Widget", "status": {"conditions": [
+        {"type": "Other", "status": "True", "reason": "Elsewhere", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    api.patch_status(
+        "w",
+        &PatchParams::apply("someone-else").force(),
+        &Patch::Apply(other),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "w",
+        &PatchParams::apply("user").force(),
+        &Patch::Apply(
+            json!({"apiVersion": "test.rdd.io/v1", "kind": "Widget", "spec": {"size": 4}}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually("Ready follows generation 2, Other kept", || async {
+        let w = api.get("w").await.unwrap();
+        let c = w.status.clone().unwrap_or_default().conditions;
+        conditions::find(&c, "Ready")
+            .is_some_and(|r| r.observed_generation == Some(2) && r.message == "size 4")
+            && conditions::find(&c, "Other").is_some()
+    })
+    .await;
+    // Quiet when nothing changes: no write for two seconds.
+    let rv = api.get("w").await.unwrap().resource_version();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        api.get("w").await.unwrap().resource_version(),
+        rv,
+        "idle controller wrote"
+    );
+    // Delete: the finalizer is released and the object goes.
+    api.delete("w", &DeleteParams::default()).await.unwrap();
+    eventually("widget gone", || async {
+        api.get_opt("w").await.unwrap().is_none()
+    })
+    .await;
+    // Admin endpoint.
+    let get = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                &format!("http://{admin}{path}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(get("/healthz").ends_with("\n200"));
+    assert!(get("/readyz").ends_with("\n200"));
+    let m = get("/metrics");
+    assert!(
+        m.contains("controller_runtime_reconcile_total{controller=\"widget\",result=\"success\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("controller_runtime_reconcile_time_seconds_count{controller=\"widget\"}"),
+        "{m}"
+    );
+    ctrl.abort();
+}

@@ -1,0 +1,30 @@
+//! The controller kit: what every rdd controller shares, so each controller crate holds only its
+//! reconcile table.
+//!
+//! - [`conditions`]: Kubernetes-convention condition updates that report whether anything changed.
+//! - [`finalizer`]: add a finalizer only to live objects; remove only our own.
+//! - [`apply`]: server-side apply under one field manager, conflict retry, NotFound as success.
+//! - [`metrics`], [`admin`]: controller-runtime metric names; `/healthz`, `/readyz`, `/metrics`.
+//! - [`config`]: figment configuration from defaults, a file and `RDD_*` environment variables.
+//! - [`runner`]: a kube-runtime `Controller` with predicates, instrumentation, backoff and
+//!   graceful shutdown.
+
+pub mod admin;
+pub mod apply;
+pub mod conditions;
+pub mod config;
+pub mod finalizer;
+pub mod metrics;
+pub mod runner;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("serialization: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("admin server: {0}")]
+    Io(#[from] std::io::Error),
+}

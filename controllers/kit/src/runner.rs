@@ -1,0 +1,164 @@
+//! Running one controller: a kube-runtime `Controller` for kind `K` that wakes only when the
+//! generation, annotations, finalizers or deletion state change (status writes by the
+//! controller itself do not wake it), with per-reconcile spans and metrics, exponential backoff
+//! on errors, and graceful shutdown on SIGTERM/SIGINT.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::runtime::controller::Action;
+use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::metrics::{ControllerLabels, Metrics, ResultLabels};
+
+/// Backoff after a failed reconcile: 1 s doubling to 5 minutes, per object.
+pub fn backoff(failures: u32) -> Duration {
+    let secs = 1u64
+        .checked_shl(failures.min(16))
+        .unwrap_or(u64::MAX)
+        .min(300);
+    Duration::from_secs(secs)
+}
+
+/// What the controller's predicates look at: everything but status and resourceVersion.
+pub fn wake_hash<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in [
+        predicates::generation(obj),
+        predicates::annotations(obj),
+        predicates::finalizers(obj),
+        predicates::labels(obj),
+    ] {
+        h.write_u64(p.unwrap_or(0));
+    }
+    h.write_u8(obj.meta().deletion_timestamp.is_some() as u8);
+    Some(h.finish())
+}
+
+/// Run `reconcile` for every `K` in `api` until a termination signal. Errors requeue with
+/// [`backoff`]; each reconcile is a `reconcile` span with kind, namespace and name.
+pub async fn run<K, C, E, F, Fut>(
+    name: &'static str,
+    api: Api<K>,
+    ctx: Arc<C>,
+    metrics: Arc<Metrics>,
+    reconcile: F,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default,
+    C: Send + Sync + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<C>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
+{
+    let failures: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> =
+        Default::default();
+    let (reader, writer) = kube::runtime::reflector::store();
+    let stream = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            wake_hash::<K>.fallback(predicates::resource_version),
+            Default::default(),
+        );
+    let labels = ControllerLabels {
+        controller: name.to_string(),
+    };
+    let reconcile = Arc::new(reconcile);
+    let m = metrics.clone();
+    let f2 = failures.clone();
+    let wrapped = move |obj: Arc<K>, ctx: Arc<C>| {
+        let reconcile = reconcile.clone();
+        let metrics = m.clone();
+        let labels = labels.clone();
+        let failures = f2.clone();
+        let span = tracing::info_span!("reconcile", controller = name, kind = %K::kind(&()), namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
+        async move {
+            metrics.active_workers.get_or_create(&labels).inc();
+            let started = Instant::now();
+            let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+            let result = reconcile(obj, ctx).await;
+            metrics
+                .reconcile_time
+                .get_or_create(&labels)
+                .observe(started.elapsed().as_secs_f64());
+            metrics.active_workers.get_or_create(&labels).dec();
+            let outcome = match &result {
+                Ok(_) => "success",
+                Err(_) => "error",
+            };
+            metrics
+                .reconcile_total
+                .get_or_create(&ResultLabels {
+                    controller: name.to_string(),
+                    result: outcome.into(),
+                })
+                .inc();
+            if result.is_ok()
+                && let Ok(mut f) = failures.lock()
+            {
+                f.remove(&key);
+            }
+            if let Err(e) = &result {
+                metrics.reconcile_errors.get_or_create(&labels).inc();
+                tracing::warn!(error = %e, "reconcile failed");
+            }
+            result
+        }
+        .instrument(span)
+    };
+    let f3 = failures.clone();
+    let error_policy = move |obj: Arc<K>, _e: &E, _ctx: Arc<C>| {
+        let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+        let n = match f3.lock() {
+            Ok(mut f) => {
+                let n = f.entry(key).or_insert(0);
+                *n += 1;
+                *n
+            }
+            Err(_) => 1,
+        };
+        Action::requeue(backoff(n.saturating_sub(1)))
+    };
+    Controller::for_stream(stream, reader)
+        .shutdown_on_signal()
+        .run(wrapped, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn status_only_changes_do_not_wake() {
+        let mut a = ConfigMap::default();
+        a.metadata.generation = Some(1);
+        a.metadata.resource_version = Some("1".into());
+        let mut b = a.clone();
+        b.metadata.resource_version = Some("2".into());
+        assert_eq!(wake_hash(&a), wake_hash(&b));
+        b.metadata.finalizers = Some(vec!["x/y".into()]);
+        assert_ne!(wake_hash(&a), wake_hash(&b));
+        let mut c = a.clone();
+        c.metadata.generation = Some(2);
+        assert_ne!(wake_hash(&a), wake_hash(&c));
+    }
+}
