@@ -41,6 +41,7 @@ const MANAGER: &str = "widget-controller";
 struct Ctx {
     api: Api<Widget>,
     applier: rdd_kit::apply::Applier,
+    recorder: rdd_kit::events::Recorder,
 }
 
 /// | observed                          | action                         |
@@ -77,6 +78,9 @@ async fn reconcile(w: Arc<Widget>, ctx: Arc<Ctx>) -> Result<Action, rdd_kit::Kit
         ctx.applier
             .status(&ctx.api, &name, json!({"conditions": [ours]}))
             .await?;
+        ctx.recorder
+            .publish(w.as_ref(), false, "ConditionChanged", "Ready", &message)
+            .await;
     }
     Ok(Action::await_change())
 }
@@ -123,6 +127,7 @@ async fn kit_controller_end_to_end_with_metrics_and_quiescence() {
     let ctx = Arc::new(Ctx {
         api: api.clone(),
         applier: rdd_kit::apply::Applier::new(MANAGER),
+        recorder: rdd_kit::events::Recorder::new(client.clone(), MANAGER),
     });
     let ctrl = tokio::spawn(rdd_kit::runner::run(
         "widget",
@@ -175,6 +180,31 @@ async fn kit_controller_end_to_end_with_metrics_and_quiescence() {
             && conditions::find(&c, "Other").is_some()
     })
     .await;
+    // Each change was also published as an Event: the first one created it, the repeat (same
+    // reason and object) was counted into its series, as kube-rs' recorder does.
+    eventually("event with a series in kubectl get events", || async {
+        let out = s.kubectl_with(
+            std::path::Path::new(crate::harness::KUBECTL_OLD),
+            &[
+                "get",
+                "events.v1.events.k8s.io",
+                "--field-selector",
+                "regarding.name=w",
+                "-o",
+                "jsonpath={.items[0].reason} {.items[0].series.count}",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout) == "ConditionChanged 2"
+    })
+    .await;
+    let table = s.ok(
+        std::path::Path::new(crate::harness::KUBECTL_OLD),
+        &["get", "events", "--field-selector", "involvedObject.name=w"],
+    );
+    assert!(
+        table.contains("ConditionChanged") && table.contains("widget/w"),
+        "{table}"
+    );
     // Quiet when nothing changes: no write for two seconds.
     let rv = api.get("w").await.unwrap().resource_version();
     tokio::time::sleep(Duration::from_secs(2)).await;

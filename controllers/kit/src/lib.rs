@@ -13,6 +13,7 @@ pub mod admin;
 pub mod apply;
 pub mod conditions;
 pub mod config;
+pub mod events;
 pub mod finalizer;
 pub mod metrics;
 pub mod runner;
