@@ -5,8 +5,10 @@
 //! (`cargo run -p rdd-api --bin crdgen -- deploy/crds`), and CI fails when they differ.
 
 pub mod app;
+pub mod catalog;
 pub mod conditions;
 pub mod containers;
+pub mod docs;
 pub mod limavm;
 pub mod names;
 pub mod requests;
