@@ -245,3 +245,33 @@ async fn kit_controller_end_to_end_with_metrics_and_quiescence() {
     );
     ctrl.abort();
 }
+
+/// Two candidates elect through a Lease: exactly one leads; when it stops renewing the other
+/// takes over after the lease duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kit_lease_election_fails_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let s = Server::start();
+    let client = s.client().await;
+    let api: Api<Lease> = Api::namespaced(client, "default");
+    let d = Duration::from_secs(2);
+    let a = rdd_kit::lease::elect(api.clone(), "ctrl".into(), "a".into(), d);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = rdd_kit::lease::elect(api.clone(), "ctrl".into(), "b".into(), d);
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(*a.borrow() && !*b.borrow(), "a leads, b waits");
+    }
+    // a stops (its receiver is dropped, so its loop ends) and b takes over.
+    drop(a);
+    eventually("b leads", || async { *b.borrow() }).await;
+    let holder = api
+        .get("ctrl")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    assert_eq!(holder, "b");
+}

@@ -15,6 +15,7 @@ pub mod conditions;
 pub mod config;
 pub mod events;
 pub mod finalizer;
+pub mod lease;
 pub mod metrics;
 pub mod runner;
 
