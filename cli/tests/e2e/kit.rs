@@ -275,3 +275,81 @@ async fn kit_lease_election_fails_over() {
         .unwrap();
     assert_eq!(holder, "b");
 }
+
+/// The kit's webhook server over real HTTPS: an AdmissionReview in, a review out, with a JSON
+/// patch for a mutation and a denial with its message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kit_webhook_server_answers_admission_reviews_over_https() {
+    use base64::Engine;
+    use kube::core::admission::AdmissionResponse;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.self_signed(&key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let routes = rdd_kit::webhook::Routes::default().handle("/mutate", |req| {
+        let labels = req
+            .object
+            .as_ref()
+            .and_then(|o| o.metadata.labels.clone())
+            .unwrap_or_default();
+        if labels.contains_key("forbidden") {
+            return AdmissionResponse::from(req).deny("label forbidden is not allowed");
+        }
+        let patch: json_patch::Patch = serde_json::from_value(
+            json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}]),
+        )
+        .unwrap();
+        AdmissionResponse::from(req).with_patch(patch).unwrap()
+    });
+    let addr = rdd_kit::webhook::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        &cert.pem(),
+        &key.serialize_pem(),
+        routes,
+    )
+    .await
+    .unwrap();
+    let post = |labels: serde_json::Value| {
+        let body = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "r-1", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+                "resource": {"group": "", "version": "v1", "resource": "configmaps"}, "operation": "CREATE",
+                "userInfo": {"username": "u"}, "dryRun": false,
+                "object": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": labels}}}});
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--cacert"])
+            .arg(&ca)
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &body.to_string(),
+                &format!("https://127.0.0.1:{}/mutate", addr.port()),
+            ])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let ok = post(json!({}));
+
+    assert_eq!(ok["response"]["uid"], "r-1");
+    assert_eq!(ok["response"]["allowed"], true);
+    assert_eq!(ok["response"]["patchType"], "JSONPatch");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(ok["response"]["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: serde_json::Value = serde_json::from_slice(&patch).unwrap();
+    assert_eq!(patch[0]["value"]["mutated"], "yes");
+    let denied = post(json!({"forbidden": "x"}));
+    assert_eq!(denied["response"]["allowed"], false);
+    assert_eq!(
+        denied["response"]["status"]["message"],
+        "label forbidden is not allowed"
+    );
+}

@@ -18,6 +18,7 @@ pub mod finalizer;
 pub mod lease;
 pub mod metrics;
 pub mod runner;
+pub mod webhook;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KitError {

@@ -1,0 +1,211 @@
+//! The admission webhook server a controller process runs for the rules CEL cannot express:
+//! HTTPS with the serving certificate `rdd svc` (or the chart) issues, `admission.k8s.io/v1`
+//! AdmissionReview in and out, JSONPatch mutations, one handler per path.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::KitError;
+
+/// Decides one admission request.
+pub type Handler = Arc<dyn Fn(&AdmissionRequest<DynamicObject>) -> AdmissionResponse + Send + Sync>;
+
+/// Paths (e.g. `/validate-limavm`) and their handlers.
+#[derive(Clone, Default)]
+pub struct Routes(HashMap<String, Handler>);
+
+impl Routes {
+    pub fn handle(
+        mut self,
+        path: &str,
+        h: impl Fn(&AdmissionRequest<DynamicObject>) -> AdmissionResponse + Send + Sync + 'static,
+    ) -> Routes {
+        self.0.insert(path.to_string(), Arc::new(h));
+        self
+    }
+}
+
+/// Admission bodies are bounded like API requests (3 MiB objects, twice in an update).
+const MAX_REVIEW: usize = 8 * 1024 * 1024;
+
+/// Answer one AdmissionReview body. A review that cannot be decoded gets a 400; a decoded one
+/// always gets a review back, denied with the reason when the handler refuses.
+pub fn review(routes: &Routes, path: &str, body: &[u8]) -> (StatusCode, Vec<u8>) {
+    let Some(handler) = routes.0.get(path) else {
+        return (StatusCode::NOT_FOUND, b"no webhook at this path".to_vec());
+    };
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invalid AdmissionReview: {e}").into_bytes(),
+            );
+        }
+    };
+    let request: Result<AdmissionRequest<DynamicObject>, _> = review.try_into();
+    let response = match request {
+        Ok(req) => handler(&req),
+        Err(e) => AdmissionResponse::invalid(e.to_string()),
+    };
+    let encoded = serde_json::to_value(response.into_review())
+        .map(base64_patch)
+        .and_then(|v| serde_json::to_vec(&v));
+    match encoded {
+        Ok(b) => (StatusCode::OK, b),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string().into_bytes(),
+        ),
+    }
+}
+
+/// kube-core serializes `response.patch` as an array of byte values, but the API server (Go)
+/// decodes `[]byte` only from a base64 string; rewrite it so real API servers accept the patch.
+fn base64_patch(mut review: serde_json::Value) -> serde_json::Value {
+    use base64::Engine;
+    if let Some(arr) = review
+        .pointer("/response/patch")
+        .and_then(serde_json::Value::as_array)
+    {
+        let bytes: Vec<u8> = arr
+            .iter()
+            .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+            .collect();
+        review["response"]["patch"] =
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    review
+}
+
+fn tls(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, KitError> {
+    let bad = |m: String| KitError::Config(format!("webhook TLS: {m}"));
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .map_err(|e| bad(e.to_string()))?
+        .ok_or_else(|| bad("no private key".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Serve `routes` over HTTPS on `addr`; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    cert_pem: &str,
+    key_pem: &str,
+    routes: Routes,
+) -> Result<SocketAddr, KitError> {
+    let acceptor = TlsAcceptor::from(tls(cert_pem, key_pem)?);
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let routes = Arc::new(routes);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let routes = routes.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let routes = routes.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let (code, body) = match Limited::new(req.into_body(), MAX_REVIEW)
+                            .collect()
+                            .await
+                        {
+                            Ok(b) => review(&routes, &path, &b.to_bytes()),
+                            Err(e) => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string().into_bytes()),
+                        };
+                        let mut r = Response::new(Full::new(Bytes::from(body)));
+                        *r.status_mut() = code;
+                        r.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json"),
+                        );
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn routes() -> Routes {
+        Routes::default().handle("/v", |req| {
+            let labels = req
+                .object
+                .as_ref()
+                .and_then(|o| o.metadata.labels.clone())
+                .unwrap_or_default();
+            if labels.get("deny").map(String::as_str) == Some("true") {
+                AdmissionResponse::from(req).deny("denied by label")
+            } else {
+                AdmissionResponse::from(req)
+            }
+        })
+    }
+
+    fn review_body(labels: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u1", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+                "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+                "operation": "CREATE", "userInfo": {"username": "x"}, "dryRun": false,
+                "object": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": labels}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn allows_denies_and_rejects_garbage() {
+        let (code, body) = review(&routes(), "/v", &review_body(json!({})));
+        assert_eq!(code, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["response"]["uid"], "u1");
+        assert_eq!(v["response"]["allowed"], true);
+        let (_, body) = review(&routes(), "/v", &review_body(json!({"deny": "true"})));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["response"]["allowed"], false);
+        assert_eq!(v["response"]["status"]["message"], "denied by label");
+        assert_eq!(review(&routes(), "/v", b"{").0, StatusCode::BAD_REQUEST);
+        let fixed = base64_patch(json!({"response": {"patch": [91, 93]}}));
+        assert_eq!(
+            fixed["response"]["patch"], "W10=",
+            "a patch travels as base64, as the API server expects"
+        );
+        assert_eq!(review(&routes(), "/nope", b"{}").0, StatusCode::NOT_FOUND);
+    }
+}
