@@ -277,6 +277,7 @@ fn res(
         flavor,
         schema: None,
         compiled: None,
+        cel: None,
         structural: false,
         printer_columns: Vec::new(),
         storage: storage_prefix(group, plural),

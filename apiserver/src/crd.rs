@@ -1,6 +1,8 @@
 //! CustomResourceDefinitions: validation, status (names accepted, established), and the
 //! registry entries of the kinds they define.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Cause};
@@ -139,6 +141,9 @@ pub fn validate(state: &State, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
                 "Required value: schemas are required".into(),
             )),
             Some(schema) => {
+                if has_rules(schema) {
+                    cel_errors(&kube_cel::compile_schema(schema), &path, &mut out);
+                }
                 for e in rdd_schema::check_structural(schema, &path) {
                     out.push(Cause {
                         reason: e.reason.to_string(),
@@ -250,6 +255,34 @@ pub async fn served_resources(state: &State) -> Result<Vec<Resource>, ApiError> 
     Ok(out)
 }
 
+fn has_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(o) => o.contains_key("x-kubernetes-validations") || o.values().any(has_rules),
+        Value::Array(a) => a.iter().any(has_rules),
+        _ => false,
+    }
+}
+
+/// Rules that do not compile, with the schema path they sit at.
+fn cel_errors(c: &kube_cel::CompiledSchema, path: &str, out: &mut Vec<Cause>) {
+    for e in c.compilation_errors() {
+        out.push(cause(
+            &format!("{path}.x-kubernetes-validations"),
+            "FieldValueInvalid",
+            format!("Invalid value: compilation failed: {e}"),
+        ));
+    }
+    for (name, child) in &c.properties {
+        cel_errors(child, &format!("{path}.properties[{name}]"), out);
+    }
+    if let Some(items) = &c.items {
+        cel_errors(items, &format!("{path}.items"), out);
+    }
+    if let Some(ap) = &c.additional_properties {
+        cel_errors(ap, &format!("{path}.additionalProperties"), out);
+    }
+}
+
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
@@ -292,6 +325,8 @@ pub fn resources_of(crd: &Value, meta_schema: Option<&Value>) -> Vec<Resource> {
                 .or_insert_with(|| json!({"type": "string"}));
             p.entry("kind").or_insert_with(|| json!({"type": "string"}));
         }
+        // Only versions that carry rules pay for CEL at write time.
+        let cel = has_rules(&schema).then(|| Arc::new(kube_cel::compile_schema(&schema)));
         let mut subresources = Vec::new();
         if v.pointer("/subresources/status").is_some() {
             subresources.push("status".to_string());
@@ -332,6 +367,7 @@ pub fn resources_of(crd: &Value, meta_schema: Option<&Value>) -> Vec<Resource> {
                 flavor: Flavor::Custom,
                 schema: None,
                 compiled: None,
+                cel: cel.clone(),
                 structural: true,
                 printer_columns,
                 storage: storage_prefix(&group, &plural),

@@ -231,6 +231,9 @@ fn finish(
             });
         }
     }
+    if let Some(cel) = &res.cel {
+        causes.extend(cel_causes(cel, &obj, old));
+    }
     causes.extend(validation::validate_kind(state, res, &obj, old));
     if !causes.is_empty() {
         return Err(invalid(res, &name, causes));
@@ -240,6 +243,36 @@ fn finish(
         m.remove("selfLink");
     }
     Ok(obj)
+}
+
+thread_local! {
+    // The CEL context with the Kubernetes libraries, built once per worker thread.
+    static CEL: kube_cel::Validator = kube_cel::Validator::new();
+}
+
+/// Evaluate a CRD's `x-kubernetes-validations` rules (transition rules see `old`).
+fn cel_causes(cel: &kube_cel::CompiledSchema, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let result = CEL.with(|v| v.validate_compiled(cel, obj, old));
+    match result {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .into_vec()
+            .into_iter()
+            .map(|e| Cause {
+                reason: e
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "FieldValueInvalid".into()),
+                message: format!("Invalid value: {}", e.message),
+                // A root-level rule has no field; upstream prints its nil path as "<nil>".
+                field: if e.field_path.is_empty() {
+                    "<nil>".into()
+                } else {
+                    e.field_path.clone()
+                },
+            })
+            .collect(),
+    }
 }
 
 fn stored_managed(obj: &Value) -> Vec<rdd_ssa::ManagedFieldsEntry> {

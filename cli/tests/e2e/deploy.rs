@@ -104,3 +104,92 @@ fn deploy_crds_install_explain_columns_and_short_names() {
         "{all}"
     );
 }
+
+/// The CEL rules rdd's CRDs carry are enforced: the App singleton, immutable fields, and a
+/// CRD whose rule does not compile is refused.
+#[test]
+fn deploy_crd_cel_rules_are_enforced() {
+    let s = Server::start();
+    let k = PathBuf::from(KUBECTL_OLD);
+    s.ok(
+        &k,
+        &[
+            "apply",
+            "-f",
+            repo_root().join("deploy/crds").to_str().unwrap(),
+        ],
+    );
+    let app = |name: &str| {
+        format!(
+            "apiVersion: app.rancherdesktop.io/v1alpha1\nkind: App\nmetadata:\n  name: {name}\nspec:\n  running: false\n"
+        )
+    };
+    let o = s.apply_stdin(&k, &["apply", "-f", "-"], &app("foo"));
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("App resource must be named 'app'"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = s.apply_stdin(&k, &["apply", "-f", "-"], &app("app"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = s.fails(
+        &k,
+        &[
+            "patch",
+            "app",
+            "app",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"namespace":"other"}}"#,
+        ],
+    );
+    assert!(err.contains("spec.namespace is immutable"), "{err}");
+    s.ok(
+        &k,
+        &[
+            "patch",
+            "app",
+            "app",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"running":true}}"#,
+        ],
+    );
+    // LimaVM templateRef is immutable.
+    let vm = "apiVersion: lima.rancherdesktop.io/v1alpha1\nkind: LimaVM\nmetadata:\n  name: vm\nspec:\n  templateRef:\n    name: t\n";
+    let o = s.apply_stdin(&k, &["apply", "-f", "-"], vm);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = s.fails(
+        &k,
+        &[
+            "patch",
+            "limavm",
+            "vm",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"templateRef":{"name":"u"}}}"#,
+        ],
+    );
+    assert!(err.contains("templateRef is immutable"), "{err}");
+    s.ok(
+        &k,
+        &[
+            "patch",
+            "limavm",
+            "vm",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"running":true}}"#,
+        ],
+    );
+    // A rule that does not compile rejects the CRD.
+    let bad = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: bads.test.rdd.io\nspec:\n  group: test.rdd.io\n  scope: Namespaced\n  names: {plural: bads, kind: Bad}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-validations:\n        - rule: \"self.metadata.name ==\"\n";
+    let o = s.apply_stdin(&k, &["apply", "-f", "-"], bad);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("compilation failed"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
