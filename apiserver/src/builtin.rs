@@ -62,6 +62,24 @@ pub fn schemas() -> Schemas {
         &mut roots,
         k("coordination.k8s.io", "v1", "Lease"),
     );
+    add::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy>(
+        &mut generator,
+        &mut roots,
+        k(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicy",
+        ),
+    );
+    add::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>(
+        &mut generator,
+        &mut roots,
+        k(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicyBinding",
+        ),
+    );
     add::<CustomResourceDefinition>(
         &mut generator,
         &mut roots,
@@ -470,8 +488,33 @@ pub fn resources(schemas: &Schemas) -> Vec<Resource> {
             AGE_DESC,
         ),
     ];
+    let mut vaps = res(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicy",
+        "ValidatingAdmissionPolicy",
+        false,
+        &[],
+        Flavor::Policy,
+    );
+    vaps.subresources = vec!["status".into()];
+    vaps.tracks_generation = true;
+    vaps.categories = vec!["api-extensions".into()];
+    let mut vapbs = res(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicybindings",
+        "validatingadmissionpolicybinding",
+        "ValidatingAdmissionPolicyBinding",
+        false,
+        &[],
+        Flavor::PolicyBinding,
+    );
+    vapbs.categories = vec!["api-extensions".into()];
+    vapbs.tracks_generation = true;
     let all = vec![
-        namespaces, configmaps, secrets, sas, events, events_v1, leases, crds,
+        namespaces, configmaps, secrets, sas, events, events_v1, leases, crds, vaps, vapbs,
     ];
     all.into_iter()
         .map(|r| {

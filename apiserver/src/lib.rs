@@ -1,6 +1,7 @@
 //! rdd's embedded Kubernetes-compatible API server: HTTPS, authentication, discovery, OpenAPI,
 //! get/list/watch and the write pipeline over a kine-style SQLite store.
 
+pub mod admission;
 pub mod auth;
 pub mod builtin;
 pub mod crd;

@@ -40,6 +40,9 @@ pub enum Flavor {
     EventsV1,
     Lease,
     Crd,
+    /// admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy and its bindings.
+    Policy,
+    PolicyBinding,
     Custom,
 }
 

@@ -90,6 +90,8 @@ pub struct State {
     /// Namespace name → terminating, kept in step by every namespace write (admission reads
     /// it on each namespaced create instead of the database).
     namespaces: RwLock<std::collections::HashMap<String, bool>>,
+    /// Bound admission policies, rebuilt after every policy or binding write.
+    policies: RwLock<Arc<Vec<crate::admission::Bound>>>,
 }
 
 impl State {
@@ -111,6 +113,24 @@ impl State {
         match self.registry.write() {
             Ok(mut w) => *w = reg,
             Err(p) => *p.into_inner() = reg,
+        }
+        Ok(())
+    }
+
+    pub fn policies(&self) -> Arc<Vec<crate::admission::Bound>> {
+        match self.policies.read() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Reload bound admission policies (serialized like CRD reloads, for the same reason).
+    pub async fn reload_policies(&self) -> Result<(), ApiError> {
+        let _serial = self.reload.lock().await;
+        let bound = Arc::new(crate::admission::load(self).await?);
+        match self.policies.write() {
+            Ok(mut w) => *w = bound,
+            Err(p) => *p.into_inner() = bound,
         }
         Ok(())
     }
@@ -203,6 +223,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         openapi: Default::default(),
         reload: tokio::sync::Mutex::new(()),
         namespaces: RwLock::new(Default::default()),
+        policies: RwLock::new(Arc::new(Vec::new())),
         store,
         config,
     });

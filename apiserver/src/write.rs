@@ -24,6 +24,7 @@ pub enum FieldValidation {
 }
 
 pub struct Opts {
+    pub user: crate::auth::UserInfo,
     pub dry_run: bool,
     pub manager: String,
     pub validation: FieldValidation,
@@ -61,6 +62,7 @@ fn opts(ctx: &Ctx, apply: bool) -> Result<Opts, ApiError> {
         }
     };
     Ok(Opts {
+        user: ctx.user.clone(),
         dry_run: !dry.is_empty(),
         manager,
         validation,
@@ -415,6 +417,22 @@ async fn create_object(
     };
     set_managed(&mut obj, managed);
     namespace_admission(state, t, name).await?;
+    crate::admission::admit(
+        state,
+        &crate::admission::Request {
+            operation: "CREATE",
+            res,
+            subresource: None,
+            namespace: &t.namespace,
+            name,
+            object: Some(&obj),
+            old_object: None,
+            user: &o.user,
+            dry_run: o.dry_run,
+        },
+        warnings,
+    )
+    .await?;
     if res.flavor == Flavor::Crd {
         crd::on_create(state, &mut obj)?;
     }
@@ -452,6 +470,11 @@ async fn create_object(
 async fn after_commit(state: &Arc<State>, res: &Resource, ev: &crate::storage::Event) {
     if res.flavor == Flavor::Namespace {
         state.note_namespace(ev);
+    }
+    if matches!(res.flavor, Flavor::Policy | Flavor::PolicyBinding)
+        && let Err(e) = state.reload_policies().await
+    {
+        tracing::warn!(error = %e, "reloading admission policies");
     }
     if res.flavor == Flavor::Crd
         && let Err(e) = state.reload_crds().await
@@ -945,6 +968,22 @@ async fn modify(
         if res.flavor == Flavor::Crd {
             crd::on_update(state, &mut next, &stored)?;
         }
+        crate::admission::admit(
+            state,
+            &crate::admission::Request {
+                operation: "UPDATE",
+                res: &res,
+                subresource: sub,
+                namespace: &t.namespace,
+                name: &name,
+                object: Some(&next),
+                old_object: Some(&stored),
+                user: &o.user,
+                dry_run: o.dry_run,
+            },
+            &mut warnings,
+        )
+        .await?;
         let stored_view = to_storage(&res, &next);
         // A write that changes nothing bumps no revision and emits no event.
         if normalized(&next) == normalized(&stored) {
@@ -1087,7 +1126,7 @@ pub async fn delete(
 ) -> Result<Response<Body>, ApiError> {
     let d = delete_options(ctx)?;
     let name = t.name.clone().unwrap_or_default();
-    let (obj, done) = delete_one(state, t, &name, &d).await?;
+    let (obj, done) = delete_one(state, t, &name, &d, &ctx.user, &mut ctx.warnings).await?;
     if done && !t.res.structural && !matches!(t.res.flavor, Flavor::Namespace | Flavor::Crd) {
         return Ok(json_response(
             200,
@@ -1107,6 +1146,8 @@ async fn delete_one(
     t: &Target,
     name: &str,
     d: &DeleteOptions,
+    user: &crate::auth::UserInfo,
+    warnings: &mut Vec<String>,
 ) -> Result<(Value, bool), ApiError> {
     let res = &t.res;
     let key = res.key(&t.namespace, name);
@@ -1155,6 +1196,23 @@ async fn delete_one(
                 ));
             }
         }
+        let old_view = crate::handlers::present(res, stored, row.rev);
+        crate::admission::admit(
+            state,
+            &crate::admission::Request {
+                operation: "DELETE",
+                res,
+                subresource: None,
+                namespace: &t.namespace,
+                name,
+                object: None,
+                old_object: Some(&old_view),
+                user,
+                dry_run: dry,
+            },
+            warnings,
+        )
+        .await?;
         // Propagation policies are accepted; owner-based garbage collection arrives with the
         // "control plane, complete" work, so until then every policy behaves as Background
         // without collecting dependents (no finalizer is added that nothing would remove).
@@ -1255,7 +1313,7 @@ pub async fn delete_collection(
             name: Some(name.clone()),
             ..t.clone()
         };
-        match delete_one(state, &target, &name, &d).await {
+        match delete_one(state, &target, &name, &d, &ctx.user, &mut ctx.warnings).await {
             Ok((o, _)) => deleted.push(o),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
@@ -1281,7 +1339,21 @@ pub async fn delete_internal(
         name: Some(name.to_string()),
         sub: None,
     };
-    match delete_one(state, &t, name, &DeleteOptions::default()).await {
+    let system = crate::auth::UserInfo {
+        username: "system:apiserver".into(),
+        uid: String::new(),
+        groups: vec!["system:masters".into()],
+    };
+    match delete_one(
+        state,
+        &t,
+        name,
+        &DeleteOptions::default(),
+        &system,
+        &mut Vec::new(),
+    )
+    .await
+    {
         Ok(_) => Ok(()),
         Err(e) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
@@ -1303,6 +1375,11 @@ pub async fn create_internal(
         sub: None,
     };
     let o = Opts {
+        user: crate::auth::UserInfo {
+            username: "system:apiserver".into(),
+            uid: String::new(),
+            groups: vec!["system:masters".into()],
+        },
         dry_run: false,
         manager: "rdd-apiserver".into(),
         validation: FieldValidation::Ignore,

@@ -193,3 +193,89 @@ fn deploy_crd_cel_rules_are_enforced() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// rdd's ValidatingAdmissionPolicies in `deploy/admission` (loaded with kubectl, as into a real
+/// cluster) deny and warn as resources.md §5.1/§5.2.1 say, through kubectl v1.32 and v1.37.
+#[test]
+fn deploy_admission_policies_deny_and_warn() {
+    let s = Server::start();
+    let old = PathBuf::from(KUBECTL_OLD);
+    s.ok(
+        &old,
+        &[
+            "apply",
+            "-f",
+            repo_root().join("deploy/crds").to_str().unwrap(),
+        ],
+    );
+    s.ok(
+        &old,
+        &[
+            "apply",
+            "-f",
+            repo_root().join("deploy/admission").to_str().unwrap(),
+        ],
+    );
+    for (i, k) in [old.clone(), kubectl_new()].iter().enumerate() {
+        let id = ["c", "d"][i].repeat(64);
+        let with_action = format!(
+            "apiVersion: containers.rancherdesktop.io/v1alpha1\nkind: Container\nmetadata:\n  name: {id}\n  annotations:\n    containers.rancherdesktop.io/action: stop\n"
+        );
+        let o = s.apply_stdin(k, &["apply", "-f", "-"], &with_action);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("containers.rancherdesktop.io/action annotation is not allowed on create")
+                && err.contains(
+                    "ValidatingAdmissionPolicy 'container-action.containers.rancherdesktop.io'"
+                ),
+            "{err}"
+        );
+        // Dry run is admitted the same way and stores nothing.
+        let o = s.apply_stdin(k, &["apply", "--dry-run=server", "-f", "-"], &with_action);
+        assert!(!o.status.success(), "dry run must see the denial");
+        let plain = format!(
+            "apiVersion: containers.rancherdesktop.io/v1alpha1\nkind: Container\nmetadata:\n  name: {id}\n"
+        );
+        let o = s.apply_stdin(k, &["create", "-f", "-"], &plain);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = s.fails(
+            k,
+            &[
+                "annotate",
+                "container",
+                &id,
+                "containers.rancherdesktop.io/action=explode",
+            ],
+        );
+        assert!(
+            err.contains("invalid containers.rancherdesktop.io/action annotation \"explode\""),
+            "{err}"
+        );
+        s.ok(
+            k,
+            &[
+                "annotate",
+                "container",
+                &id,
+                "containers.rancherdesktop.io/action=restart",
+            ],
+        );
+        // ContainerNamespace deletion is allowed with a warning.
+        let o = s.apply_stdin(k, &["apply", "-f", "-"], "apiVersion: containers.rancherdesktop.io/v1alpha1\nkind: ContainerNamespace\nmetadata:\n  name: moby\n");
+        assert!(o.status.success());
+        let o = s.kubectl_with(k, &["delete", "cns", "moby"]);
+        assert!(o.status.success());
+        assert!(
+            String::from_utf8_lossy(&o.stderr)
+                .contains("namespace delete validation not implemented"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // A policy without a binding has no effect.
+    let unbound = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: deny-all-configmaps\nspec:\n  matchConstraints:\n    resourceRules:\n    - apiGroups: [\"\"]\n      apiVersions: [\"v1\"]\n      resources: [\"configmaps\"]\n      operations: [\"*\"]\n  validations:\n  - expression: \"false\"\n    message: no configmaps\n";
+    let o = s.apply_stdin(&old, &["apply", "-f", "-"], unbound);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.ok(&old, &["create", "configmap", "still-allowed"]);
+}

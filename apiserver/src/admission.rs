@@ -1,0 +1,439 @@
+//! ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1): bound policies evaluated with
+//! CEL (kube-cel) on every write, dry runs included, after schema validation.
+//!
+//! | binding → policy matches the request | validations | action                      |
+//! |--------------------------------------|-------------|-----------------------------|
+//! | no                                   | —           | nothing                     |
+//! | yes, matchConditions false           | —           | nothing                     |
+//! | yes                                  | all pass    | nothing                     |
+//! | yes                                  | one fails   | Deny → 422/403, Warn → Warning header, Audit → log |
+//! | yes                                  | error       | failurePolicy Fail → deny, Ignore → nothing |
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::registry::Resource;
+use crate::selector::LabelSelector;
+use crate::server::State;
+
+/// A policy with the bindings that name it.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub policy: Value,
+    pub bindings: Vec<Value>,
+}
+
+/// The write being admitted.
+pub struct Request<'a> {
+    pub operation: &'a str,
+    pub res: &'a Resource,
+    pub subresource: Option<&'a str>,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub object: Option<&'a Value>,
+    pub old_object: Option<&'a Value>,
+    pub user: &'a crate::auth::UserInfo,
+    pub dry_run: bool,
+}
+
+fn strs(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn any_of(list: &[String], value: &str) -> bool {
+    list.iter().any(|x| x == "*" || x == value)
+}
+
+fn rule_matches(rule: &Value, req: &Request<'_>) -> bool {
+    let resource = match req.subresource {
+        Some(s) => format!("{}/{s}", req.res.plural),
+        None => req.res.plural.clone(),
+    };
+    let resources = strs(rule.get("resources"));
+    let resource_ok = resources.iter().any(|r| {
+        r == "*"
+            || *r == resource
+            || (req.subresource.is_some() && r.strip_prefix("*/") == req.subresource)
+    });
+    let names = strs(rule.get("resourceNames"));
+    any_of(&strs(rule.get("apiGroups")), &req.res.group)
+        && any_of(&strs(rule.get("apiVersions")), &req.res.version)
+        && any_of(&strs(rule.get("operations")), req.operation)
+        && resource_ok
+        && (names.is_empty() || names.iter().any(|n| n == req.name))
+}
+
+/// A Kubernetes LabelSelector (matchLabels + matchExpressions) as our selector syntax.
+fn selector_matches(sel: Option<&Value>, labels: Option<&serde_json::Map<String, Value>>) -> bool {
+    let Some(sel) = sel.filter(|s| s.as_object().is_some_and(|o| !o.is_empty())) else {
+        return true;
+    };
+    let mut terms = Vec::new();
+    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
+        for (k, v) in m {
+            terms.push(format!("{k}={}", v.as_str().unwrap_or("")));
+        }
+    }
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let values = strs(e.get("values")).join(",");
+        match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+            "In" => terms.push(format!("{key} in ({values})")),
+            "NotIn" => terms.push(format!("{key} notin ({values})")),
+            "Exists" => terms.push(key.to_string()),
+            "DoesNotExist" => terms.push(format!("!{key}")),
+            _ => return false,
+        }
+    }
+    LabelSelector::parse(&terms.join(","))
+        .map(|s| s.matches(labels))
+        .unwrap_or(false)
+}
+
+/// matchConstraints / matchResources: resource rules minus exclusions, object selector.
+fn resources_match(
+    m: &Value,
+    req: &Request<'_>,
+    ns_labels: Option<&serde_json::Map<String, Value>>,
+) -> bool {
+    let rules = m.get("resourceRules").and_then(Value::as_array);
+    if let Some(rules) = rules
+        && !rules.iter().any(|r| rule_matches(r, req))
+    {
+        return false;
+    }
+    if m.get("excludeResourceRules")
+        .and_then(Value::as_array)
+        .is_some_and(|r| r.iter().any(|r| rule_matches(r, req)))
+    {
+        return false;
+    }
+    let obj = req.object.or(req.old_object);
+    let labels = obj.and_then(crate::meta::labels);
+    if !selector_matches(m.get("objectSelector"), labels) {
+        return false;
+    }
+    // Cluster-scoped objects are not filtered by a namespace selector (as upstream).
+    req.namespace.is_empty() || selector_matches(m.get("namespaceSelector"), ns_labels)
+}
+
+/// The `request` variable (admission.k8s.io/v1 AdmissionRequest, the fields policies read).
+fn request_json(req: &Request<'_>) -> Value {
+    serde_json::json!({
+        "operation": req.operation,
+        "name": req.name,
+        "namespace": req.namespace,
+        "dryRun": req.dry_run,
+        "subResource": req.subresource.unwrap_or(""),
+        "kind": {"group": req.res.group, "version": req.res.version, "kind": req.res.kind},
+        "resource": {"group": req.res.group, "version": req.res.version, "resource": req.res.plural},
+        "userInfo": {"username": req.user.username, "uid": req.user.uid, "groups": req.user.groups},
+    })
+}
+
+/// CEL evaluation over plain JSON: map keys (labels, annotations, data) stay as written, which
+/// is how the API server presents typed objects to policies. (kube-cel's VapEvaluator escapes
+/// every key, which breaks `'a.b/c' in object.metadata.annotations`.)
+struct Eval {
+    ctx: kube_cel::cel::Context<'static>,
+    variables: std::collections::HashMap<String, kube_cel::cel::Value>,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    True,
+    False,
+    Error(String),
+}
+
+impl Eval {
+    fn new(vars: &[(&str, Value)]) -> Result<Eval, String> {
+        use kube_cel::KubeCelExt;
+        let mut ctx = kube_cel::cel::Context::default().with_all();
+        for (name, v) in vars {
+            let cv = kube_cel::cel::to_value(v).map_err(|e| e.to_string())?;
+            ctx.add_variable_from_value(*name, cv);
+        }
+        Ok(Eval {
+            ctx,
+            variables: Default::default(),
+        })
+    }
+
+    fn value(&self, expr: &str) -> Result<kube_cel::cel::Value, String> {
+        let program =
+            kube_cel::cel::Program::compile(expr).map_err(|e| format!("compilation error: {e}"))?;
+        program
+            .execute(&self.ctx)
+            .map_err(|e| format!("evaluation error: {e}"))
+    }
+
+    fn check(&self, expr: &str) -> Outcome {
+        match self.value(expr) {
+            Ok(kube_cel::cel::Value::Bool(true)) => Outcome::True,
+            Ok(kube_cel::cel::Value::Bool(false)) => Outcome::False,
+            Ok(other) => Outcome::Error(format!("expression returned non-boolean: {other:?}")),
+            Err(e) => Outcome::Error(e),
+        }
+    }
+
+    fn message(&self, expr: &str) -> Option<String> {
+        match self.value(expr) {
+            Ok(kube_cel::cel::Value::String(s)) => Some(s.to_string()),
+            _ => None,
+        }
+    }
+
+    /// `spec.variables`, in order, each able to use the ones before it.
+    fn with_variables(mut self, vars: Option<&Value>) -> Result<Eval, String> {
+        for v in vars.and_then(Value::as_array).into_iter().flatten() {
+            let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+            let expr = v.get("expression").and_then(Value::as_str).unwrap_or("");
+            let value = self.value(expr)?;
+            self.variables.insert(name.to_string(), value);
+            self.ctx.add_variable_from_value(
+                "variables",
+                kube_cel::cel::Value::from(self.variables.clone()),
+            );
+        }
+        Ok(self)
+    }
+}
+
+fn deny(reason: &str, text: String, req: &Request<'_>) -> ApiError {
+    // Upstream carries the text as a cause with no field as well; kubectl prints an Invalid
+    // error from its causes ("The x "y" is invalid: : <text>").
+    let cause = crate::error::Cause {
+        reason: String::new(),
+        message: text.clone(),
+        field: String::new(),
+    };
+    let mut e = match reason {
+        "Forbidden" => ApiError::forbidden(text),
+        "Unauthorized" => ApiError::new(401, "Unauthorized", text),
+        "RequestEntityTooLarge" => ApiError::too_large(text),
+        _ => ApiError::new(422, "Invalid", text),
+    };
+    e.name = Some(req.name.to_string());
+    e.group = Some(req.res.group.clone());
+    e.kind = Some(req.res.plural.clone());
+    e.causes = vec![cause];
+    e
+}
+
+/// Run every bound policy that matches. Deny returns an error; Warn adds to `warnings`.
+pub async fn admit(
+    state: &Arc<State>,
+    req: &Request<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    let policies = state.policies();
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let ns_obj = if req.namespace.is_empty() {
+        None
+    } else {
+        let key = crate::registry::storage_prefix("", "namespaces") + "/" + req.namespace;
+        state
+            .store
+            .get(&key)
+            .await?
+            .map(|r| r.value.as_ref().clone())
+    };
+    let ns_labels = ns_obj.as_ref().and_then(crate::meta::labels);
+    for b in policies.iter() {
+        let spec = &b.policy["spec"];
+        let pname = crate::meta::name(&b.policy).to_string();
+        if !spec
+            .get("matchConstraints")
+            .is_some_and(|m| resources_match(m, req, ns_labels))
+        {
+            continue;
+        }
+        let fail_closed = spec.get("failurePolicy").and_then(Value::as_str) != Some("Ignore");
+        let validations = spec
+            .get("validations")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for binding in &b.bindings {
+            let bname = crate::meta::name(binding).to_string();
+            if binding
+                .pointer("/spec/matchResources")
+                .is_some_and(|m| !resources_match(m, req, ns_labels))
+            {
+                continue;
+            }
+            let vars = [
+                ("object", req.object.cloned().unwrap_or(Value::Null)),
+                ("oldObject", req.old_object.cloned().unwrap_or(Value::Null)),
+                ("request", request_json(req)),
+                ("params", Value::Null),
+                ("namespaceObject", ns_obj.clone().unwrap_or(Value::Null)),
+            ];
+            let who = format!("ValidatingAdmissionPolicy '{pname}' with binding '{bname}'");
+            let eval = match Eval::new(&vars).and_then(|e| e.with_variables(spec.get("variables")))
+            {
+                Ok(e) => e,
+                Err(e) if fail_closed => {
+                    return Err(deny("Forbidden", format!("{who} denied request: {e}"), req));
+                }
+                Err(_) => continue,
+            };
+            let mut applies = true;
+            for c in spec
+                .get("matchConditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                match eval.check(c.get("expression").and_then(Value::as_str).unwrap_or("")) {
+                    Outcome::True => {}
+                    Outcome::False => applies = false,
+                    Outcome::Error(_) if !fail_closed => applies = false,
+                    Outcome::Error(e) => {
+                        return Err(deny("Forbidden", format!("{who} denied request: {e}"), req));
+                    }
+                }
+            }
+            if !applies {
+                continue;
+            }
+            let actions = strs(binding.pointer("/spec/validationActions"));
+            for v in &validations {
+                let expr = v.get("expression").and_then(Value::as_str).unwrap_or("");
+                let msg = match eval.check(expr) {
+                    Outcome::True => continue,
+                    Outcome::Error(_) if !fail_closed => continue,
+                    Outcome::Error(e) => e,
+                    Outcome::False => v
+                        .get("messageExpression")
+                        .and_then(Value::as_str)
+                        .and_then(|m| eval.message(m))
+                        .or_else(|| v.get("message").and_then(Value::as_str).map(str::to_string))
+                        .unwrap_or_else(|| format!("failed expression: {expr}")),
+                };
+                if actions.iter().any(|a| a == "Warn") {
+                    warnings.push(format!("Validation failed for {who}: {msg}"));
+                }
+                if actions.iter().any(|a| a == "Audit") {
+                    tracing::info!(policy = %pname, binding = %bname, message = %msg, "admission policy audit");
+                }
+                if actions.iter().any(|a| a == "Deny") {
+                    let reason = v.get("reason").and_then(Value::as_str).unwrap_or("Invalid");
+                    return Err(deny(reason, format!("{who} denied request: {msg}"), req));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bound policies from storage: every policy with at least one binding naming it.
+pub async fn load(state: &State) -> Result<Vec<Bound>, ApiError> {
+    let ps = crate::registry::storage_prefix(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+    );
+    let bs = crate::registry::storage_prefix(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+    );
+    let (policies, _, _) = state.store.list(&ps, 0, None, 0).await?;
+    let (bindings, _, _) = state.store.list(&bs, 0, None, 0).await?;
+    let mut out = Vec::new();
+    for p in policies {
+        let name = crate::meta::name(&p.value).to_string();
+        let bound: Vec<Value> = bindings
+            .iter()
+            .filter(|b| {
+                b.value.pointer("/spec/policyName").and_then(Value::as_str) == Some(name.as_str())
+            })
+            .map(|b| b.value.as_ref().clone())
+            .collect();
+        if !bound.is_empty() {
+            out.push(Bound {
+                policy: p.value.as_ref().clone(),
+                bindings: bound,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn label_selectors_in_kubernetes_form() {
+        let labels = json!({"a": "1", "b": "2"});
+        let l = labels.as_object();
+        assert!(selector_matches(
+            Some(&json!({"matchLabels": {"a": "1"}})),
+            l
+        ));
+        assert!(!selector_matches(
+            Some(&json!({"matchLabels": {"a": "2"}})),
+            l
+        ));
+        assert!(selector_matches(
+            Some(
+                &json!({"matchExpressions": [{"key": "b", "operator": "In", "values": ["2", "3"]}]})
+            ),
+            l
+        ));
+        assert!(selector_matches(
+            Some(&json!({"matchExpressions": [{"key": "c", "operator": "DoesNotExist"}]})),
+            l
+        ));
+        assert!(selector_matches(Some(&json!({})), l));
+    }
+}
+
+#[cfg(test)]
+mod eval_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn map_keys_stay_as_written_and_variables_chain() {
+        let obj = json!({"metadata": {"name": "x", "annotations": {"containers.rancherdesktop.io/action": "stop"}}});
+        let e = Eval::new(&[("object", obj), ("request", json!({"operation": "CREATE"}))])
+            .unwrap()
+            .with_variables(Some(&json!([{"name": "act", "expression": "object.metadata.annotations['containers.rancherdesktop.io/action']"}])))
+            .unwrap();
+        assert!(matches!(
+            e.check("'containers.rancherdesktop.io/action' in object.metadata.annotations"),
+            Outcome::True
+        ));
+        assert!(matches!(
+            e.check("variables.act == 'stop' && request.operation == 'CREATE'"),
+            Outcome::True
+        ));
+        assert!(matches!(
+            e.check("object.metadata.name == 'y'"),
+            Outcome::False
+        ));
+        assert!(matches!(e.check("object.nope.deeper"), Outcome::Error(_)));
+        assert_eq!(
+            e.message("'action ' + variables.act").as_deref(),
+            Some("action stop")
+        );
+    }
+}
