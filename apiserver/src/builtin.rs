@@ -513,9 +513,35 @@ pub fn resources(schemas: &Schemas) -> Vec<Resource> {
     );
     vapbs.categories = vec!["api-extensions".into()];
     vapbs.tracks_generation = true;
+    let mut reviews = Vec::new();
+    for (group, plural, kind, flavor) in [
+        (
+            "authentication.k8s.io",
+            "selfsubjectreviews",
+            "SelfSubjectReview",
+            Flavor::SelfSubjectReview,
+        ),
+        (
+            "authorization.k8s.io",
+            "selfsubjectaccessreviews",
+            "SelfSubjectAccessReview",
+            Flavor::SelfSubjectAccessReview,
+        ),
+        (
+            "authorization.k8s.io",
+            "selfsubjectrulesreviews",
+            "SelfSubjectRulesReview",
+            Flavor::SelfSubjectRulesReview,
+        ),
+    ] {
+        let mut r = res(group, "v1", plural, "", kind, false, &[], flavor);
+        r.verbs = vec!["create"];
+        reviews.push(r);
+    }
     let all = vec![
         namespaces, configmaps, secrets, sas, events, events_v1, leases, crds, vaps, vapbs,
     ];
+    let all: Vec<Resource> = all.into_iter().chain(reviews).collect();
     all.into_iter()
         .map(|r| {
             let key = (r.group.clone(), r.version.clone(), r.kind.clone());

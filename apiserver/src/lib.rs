@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod protobuf;
 pub mod registry;
 pub mod request;
+pub mod reviews;
 pub mod selector;
 pub mod server;
 pub mod storage;

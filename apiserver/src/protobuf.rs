@@ -248,6 +248,46 @@ fn object(kind: &str, raw: &[u8]) -> Result<Value, ApiError> {
                 "imagePullSecrets",
                 local_object_reference(bytes(&f)?)?,
             ),
+            ("SelfSubjectAccessReview", 2) => {
+                let mut spec = Map::new();
+                for (sn, sf) in fields(bytes(&f)?)? {
+                    let names: &[&str] = match sn {
+                        1 => &[
+                            "namespace",
+                            "verb",
+                            "group",
+                            "version",
+                            "resource",
+                            "subresource",
+                            "name",
+                        ],
+                        2 => &["path", "verb"],
+                        _ => continue,
+                    };
+                    let mut attrs = Map::new();
+                    for (an, af) in fields(bytes(&sf)?)? {
+                        if let Some(k) = names.get(an as usize - 1).filter(|_| an >= 1) {
+                            attrs.insert((*k).to_string(), json!(string(&af)?));
+                        }
+                    }
+                    let key = if sn == 1 {
+                        "resourceAttributes"
+                    } else {
+                        "nonResourceAttributes"
+                    };
+                    spec.insert(key.into(), Value::Object(attrs));
+                }
+                m.insert("spec".into(), Value::Object(spec));
+            }
+            ("SelfSubjectRulesReview", 2) => {
+                let mut spec = Map::new();
+                for (sn, sf) in fields(bytes(&f)?)? {
+                    if sn == 1 {
+                        spec.insert("namespace".into(), json!(string(&sf)?));
+                    }
+                }
+                m.insert("spec".into(), Value::Object(spec));
+            }
             ("ServiceAccount", 4) => {
                 m.insert("automountServiceAccountToken".into(), json!(int(&f)? != 0));
             }
@@ -282,11 +322,19 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             _ => {}
         }
     }
-    if !matches!(
-        kind.as_str(),
-        "ConfigMap" | "Secret" | "Namespace" | "ServiceAccount"
-    ) || api_version != "v1"
-    {
+    let supported = match api_version.as_str() {
+        "v1" => matches!(
+            kind.as_str(),
+            "ConfigMap" | "Secret" | "Namespace" | "ServiceAccount"
+        ),
+        "authentication.k8s.io/v1" => kind == "SelfSubjectReview",
+        "authorization.k8s.io/v1" => matches!(
+            kind.as_str(),
+            "SelfSubjectAccessReview" | "SelfSubjectRulesReview"
+        ),
+        _ => false,
+    };
+    if !supported {
         return Err(ApiError::unsupported_media(format!(
             "the protobuf encoding of {api_version}/{kind} is not supported; use application/json"
         )));

@@ -43,6 +43,10 @@ pub enum Flavor {
     /// admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy and its bindings.
     Policy,
     PolicyBinding,
+    /// Create-only reviews answered from the request's identity, never stored.
+    SelfSubjectReview,
+    SelfSubjectAccessReview,
+    SelfSubjectRulesReview,
     Custom,
 }
 

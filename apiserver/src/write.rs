@@ -309,6 +309,9 @@ pub async fn create(
     ctx: &mut Ctx,
     t: &Target,
 ) -> Result<Response<Body>, ApiError> {
+    if let Some(r) = crate::reviews::answer(t, ctx)? {
+        return Ok(r);
+    }
     let o = opts(ctx, false)?;
     let mut obj = decode_body(ctx)?;
     check_identity(t, &mut obj)?;

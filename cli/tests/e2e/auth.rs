@@ -96,3 +96,26 @@ fn cp_second_server_on_one_instance_is_refused() {
     assert!(err.contains("is already running"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
 }
+
+/// `kubectl auth whoami` and `kubectl auth can-i` (SelfSubjectReview, SelfSubjectAccessReview,
+/// SelfSubjectRulesReview; kubectl sends them as protobuf) answer from the caller's identity.
+#[test]
+fn cp_auth_whoami_and_can_i() {
+    let s = Server::start();
+    for k in [
+        std::path::PathBuf::from(crate::harness::KUBECTL_OLD),
+        crate::harness::kubectl_new(),
+    ] {
+        let who = s.ok(&k, &["auth", "whoami"]);
+        assert!(
+            who.contains("rdd-admin") && who.contains("system:masters"),
+            "{who}"
+        );
+        assert_eq!(
+            s.ok(&k, &["auth", "can-i", "create", "configmaps"]).trim(),
+            "yes"
+        );
+        let list = s.ok(&k, &["auth", "can-i", "--list"]);
+        assert!(list.contains("*.*"), "{list}");
+    }
+}
