@@ -8,6 +8,7 @@ pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod gc;
 pub mod handlers;
 pub mod kubeconfig;
 pub mod lifecycle;

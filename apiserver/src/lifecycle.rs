@@ -35,6 +35,7 @@ pub async fn bootstrap(state: &Arc<State>) -> Result<(), ApiError> {
 }
 
 pub fn spawn(state: Arc<State>) {
+    crate::gc::spawn(state.clone());
     let s = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));

@@ -1216,12 +1216,26 @@ async fn delete_one(
             warnings,
         )
         .await?;
-        // Propagation policies are accepted; owner-based garbage collection arrives with the
-        // "control plane, complete" work, so until then every policy behaves as Background
-        // without collecting dependents (no finalizer is added that nothing would remove).
-        let _ = (&d.propagation_policy, d.orphan_dependents);
-        let finalizers = meta::finalizers(stored);
+        // Orphan and Foreground hold the owner with a finalizer that the garbage collector
+        // removes once dependents are orphaned or gone (`gc.rs`); Background deletes now and
+        // the collector removes dependents afterwards.
+        let mut finalizers = meta::finalizers(stored);
         let deleting = meta_str(stored, "deletionTimestamp").is_some();
+        if !deleting {
+            let orphan = d.propagation_policy.as_deref() == Some("Orphan")
+                || (d.propagation_policy.is_none() && d.orphan_dependents == Some(true));
+            let foreground = d.propagation_policy.as_deref() == Some("Foreground");
+            let add = if orphan {
+                Some(crate::gc::ORPHAN)
+            } else if foreground {
+                Some(crate::gc::FOREGROUND)
+            } else {
+                None
+            };
+            if let Some(f) = add.filter(|f| !finalizers.iter().any(|x| x == f)) {
+                finalizers.push(f.to_string());
+            }
+        }
         let ns_pending = res.flavor == Flavor::Namespace
             && stored
                 .pointer("/spec/finalizers")

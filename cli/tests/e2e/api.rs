@@ -867,3 +867,69 @@ async fn cp_cluster_scoped_crd_and_crd_deletion_removes_instances() {
     let (code, _) = raw(&c, "GET", "/apis/test.rdd.io/v1", "", vec![]).await;
     assert_eq!(code, 404);
 }
+
+/// AT-31: owner + 3 dependents in each propagation mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_garbage_collection_background_foreground_orphan() {
+    let s = Server::start();
+    let c = s.client().await;
+    for (mode, policy) in [("bg", "Background"), ("fg", "Foreground"), ("or", "Orphan")] {
+        let owner = post(&c, CMS, cm(&format!("{mode}-owner"))).await;
+        let uid = owner["metadata"]["uid"].as_str().unwrap().to_string();
+        for i in 0..3 {
+            let mut d = cm(&format!("{mode}-dep{i}"));
+            d["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": format!("{mode}-owner"), "uid": uid, "blockOwnerDeletion": true}]);
+            post(&c, CMS, d).await;
+        }
+        let body = serde_json::to_vec(
+            &json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy}),
+        )
+        .unwrap();
+        let (code, resp) = raw(
+            &c,
+            "DELETE",
+            &format!("{CMS}/{mode}-owner"),
+            "application/json",
+            body,
+        )
+        .await;
+        assert_eq!(code, 200, "{resp}");
+        if policy == "Foreground" {
+            assert!(
+                resp["metadata"]["finalizers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f == "foregroundDeletion"),
+                "{resp}"
+            );
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, owner_now) = raw(&c, "GET", &format!("{CMS}/{mode}-owner"), "", vec![]).await;
+            let mut deps = Vec::new();
+            for i in 0..3 {
+                let (code, d) = raw(&c, "GET", &format!("{CMS}/{mode}-dep{i}"), "", vec![]).await;
+                deps.push((code, d));
+            }
+            let owner_gone = owner_now["code"] == 404;
+            let done = match policy {
+                "Orphan" => {
+                    owner_gone
+                        && deps.iter().all(|(code, d)| {
+                            *code == 200 && d["metadata"].get("ownerReferences").is_none()
+                        })
+                }
+                _ => owner_gone && deps.iter().all(|(code, _)| *code == 404),
+            };
+            if done {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{policy}: owner {owner_now} dependents {deps:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
