@@ -1241,61 +1241,52 @@ async fn delete_one(
                 .pointer("/spec/finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty());
-        if finalizers.is_empty() && !ns_pending {
+        // Without finalizers the object goes now; otherwise deletion starts and waits for them.
+        let (op, gone) = if finalizers.is_empty() && !ns_pending {
             if dry {
                 return Ok((present(res, stored, row.rev), true));
             }
-            match state
-                .store
-                .write(WriteOp::Delete {
+            (
+                WriteOp::Delete {
                     key: key.clone(),
                     expected_rev: row.rev,
-                })
-                .await
+                },
+                true,
+            )
+        } else {
+            if deleting {
+                return Ok((present(res, stored, row.rev), false));
+            }
+            let mut next = stored.clone();
             {
-                Ok(ev) => {
-                    after_commit(state, res, &ev).await;
-                    return Ok((present(res, &ev.object, ev.rev), true));
+                let m = meta_mut(&mut next);
+                m.insert("deletionTimestamp".into(), json!(meta::now()));
+                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                m.insert("finalizers".into(), json!(finalizers));
+                if res.tracks_generation {
+                    let g = m.get("generation").and_then(Value::as_i64).unwrap_or(1);
+                    m.insert("generation".into(), json!(g + 1));
                 }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound) => {
-                    return Err(ApiError::not_found(&res.group, &res.plural, name));
-                }
-                Err(e) => return Err(e.into()),
             }
-        }
-        if deleting {
-            return Ok((present(res, stored, row.rev), false));
-        }
-        let mut next = stored.clone();
-        {
-            let m = meta_mut(&mut next);
-            m.insert("deletionTimestamp".into(), json!(meta::now()));
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            m.insert("finalizers".into(), json!(finalizers));
-            if res.tracks_generation {
-                let g = m.get("generation").and_then(Value::as_i64).unwrap_or(1);
-                m.insert("generation".into(), json!(g + 1));
+            if res.flavor == Flavor::Namespace {
+                next["status"]["phase"] = json!("Terminating");
             }
-        }
-        if res.flavor == Flavor::Namespace {
-            next["status"]["phase"] = json!("Terminating");
-        }
-        if dry {
-            return Ok((present(res, &next, row.rev), false));
-        }
-        match state
-            .store
-            .write(WriteOp::Update {
-                key: key.clone(),
-                expected_rev: row.rev,
-                value: next,
-            })
-            .await
-        {
+            if dry {
+                return Ok((present(res, &next, row.rev), false));
+            }
+            (
+                WriteOp::Update {
+                    key: key.clone(),
+                    expected_rev: row.rev,
+                    value: next,
+                },
+                false,
+            )
+        };
+        match state.store.write(op).await {
             Ok(ev) => {
                 after_commit(state, res, &ev).await;
-                return Ok((present(res, &ev.object, ev.rev), false));
+                return Ok((present(res, &ev.object, ev.rev), gone));
             }
             Err(StoreError::Conflict { .. }) => continue,
             Err(StoreError::NotFound) => {
