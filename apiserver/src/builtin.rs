@@ -62,6 +62,58 @@ pub fn schemas() -> Schemas {
         &mut roots,
         k("coordination.k8s.io", "v1", "Lease"),
     );
+    {
+        use k8s_openapi::api::admissionregistration::v1 as adm;
+        use k8s_openapi::api::rbac::v1 as rbac;
+        add::<rbac::Role>(
+            &mut generator,
+            &mut roots,
+            k("rbac.authorization.k8s.io", "v1", "Role"),
+        );
+        add::<rbac::ClusterRole>(
+            &mut generator,
+            &mut roots,
+            k("rbac.authorization.k8s.io", "v1", "ClusterRole"),
+        );
+        add::<rbac::RoleBinding>(
+            &mut generator,
+            &mut roots,
+            k("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+        );
+        add::<rbac::ClusterRoleBinding>(
+            &mut generator,
+            &mut roots,
+            k("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
+        );
+        add::<adm::ValidatingWebhookConfiguration>(
+            &mut generator,
+            &mut roots,
+            k(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingWebhookConfiguration",
+            ),
+        );
+        add::<adm::MutatingWebhookConfiguration>(
+            &mut generator,
+            &mut roots,
+            k(
+                "admissionregistration.k8s.io",
+                "v1",
+                "MutatingWebhookConfiguration",
+            ),
+        );
+        add::<k8s_openapi::api::apps::v1::Deployment>(
+            &mut generator,
+            &mut roots,
+            k("apps", "v1", "Deployment"),
+        );
+        add::<k8s_openapi::api::core::v1::Service>(
+            &mut generator,
+            &mut roots,
+            k("", "v1", "Service"),
+        );
+    }
     add::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy>(
         &mut generator,
         &mut roots,
@@ -209,6 +261,69 @@ fn annotate(c: &mut BTreeMap<String, Value>) {
         &["versions"],
         json!({"x-kubernetes-list-type": "atomic"}),
     );
+    // Port protocols default to TCP (upstream defaulting), which makes them usable map-list keys.
+    set_ext(c, "io.k8s.api.core.v1.ContainerPort", &["protocol"], json!({"default": "TCP"}));
+    set_ext(c, "io.k8s.api.core.v1.ServicePort", &["protocol"], json!({"default": "TCP"}));
+    // Merge keys of the workload kinds charts use (upstream's patchMergeKey/listMapKeys).
+    for (def, field, keys, strategy_key) in [
+        (
+            "io.k8s.api.core.v1.PodSpec",
+            "containers",
+            &["name"][..],
+            "name",
+        ),
+        (
+            "io.k8s.api.core.v1.PodSpec",
+            "initContainers",
+            &["name"][..],
+            "name",
+        ),
+        (
+            "io.k8s.api.core.v1.PodSpec",
+            "volumes",
+            &["name"][..],
+            "name",
+        ),
+        (
+            "io.k8s.api.core.v1.PodSpec",
+            "imagePullSecrets",
+            &["name"][..],
+            "name",
+        ),
+        ("io.k8s.api.core.v1.Container", "env", &["name"][..], "name"),
+        (
+            "io.k8s.api.core.v1.Container",
+            "ports",
+            &["containerPort", "protocol"][..],
+            "containerPort",
+        ),
+        (
+            "io.k8s.api.core.v1.Container",
+            "volumeMounts",
+            &["mountPath"][..],
+            "mountPath",
+        ),
+        (
+            "io.k8s.api.core.v1.ServiceSpec",
+            "ports",
+            &["port", "protocol"][..],
+            "port",
+        ),
+        (
+            "io.k8s.api.apps.v1.DeploymentStatus",
+            "conditions",
+            &["type"][..],
+            "type",
+        ),
+    ] {
+        set_ext(
+            c,
+            def,
+            &[field],
+            json!({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": keys,
+                   "x-kubernetes-patch-merge-key": strategy_key, "x-kubernetes-patch-strategy": "merge"}),
+        );
+    }
     if let Some(Value::Object(o)) = c.get_mut("io.k8s.apimachinery.pkg.util.intstr.IntOrString") {
         o.clear();
         o.insert("x-kubernetes-int-or-string".into(), json!(true));
@@ -513,6 +628,86 @@ pub fn resources(schemas: &Schemas) -> Vec<Resource> {
     );
     vapbs.categories = vec!["api-extensions".into()];
     vapbs.tracks_generation = true;
+    // Stored and validated, not run: enough for charts and deploy/ manifests to install.
+    let mut stored = Vec::new();
+    for (group, plural, singular, kind, namespaced, short) in [
+        (
+            "rbac.authorization.k8s.io",
+            "roles",
+            "role",
+            "Role",
+            true,
+            &[][..],
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "clusterrole",
+            "ClusterRole",
+            false,
+            &[][..],
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            "rolebinding",
+            "RoleBinding",
+            true,
+            &[][..],
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            "clusterrolebinding",
+            "ClusterRoleBinding",
+            false,
+            &[][..],
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            "validatingwebhookconfiguration",
+            "ValidatingWebhookConfiguration",
+            false,
+            &[][..],
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            "mutatingwebhookconfiguration",
+            "MutatingWebhookConfiguration",
+            false,
+            &[][..],
+        ),
+        (
+            "apps",
+            "deployments",
+            "deployment",
+            "Deployment",
+            true,
+            &["deploy"][..],
+        ),
+        ("", "services", "service", "Service", true, &["svc"][..]),
+    ] {
+        let mut r = res(
+            group,
+            "v1",
+            plural,
+            singular,
+            kind,
+            namespaced,
+            short,
+            Flavor::Stored,
+        );
+        if kind == "Deployment" || kind == "Service" {
+            r.subresources = vec!["status".into()];
+        }
+        if kind == "Deployment" {
+            r.tracks_generation = true;
+            r.categories = vec!["all".into()];
+        }
+        stored.push(r);
+    }
     let mut reviews = Vec::new();
     for (group, plural, kind, flavor) in [
         (
@@ -541,7 +736,7 @@ pub fn resources(schemas: &Schemas) -> Vec<Resource> {
     let all = vec![
         namespaces, configmaps, secrets, sas, events, events_v1, leases, crds, vaps, vapbs,
     ];
-    let all: Vec<Resource> = all.into_iter().chain(reviews).collect();
+    let all: Vec<Resource> = all.into_iter().chain(stored).chain(reviews).collect();
     all.into_iter()
         .map(|r| {
             let key = (r.group.clone(), r.version.clone(), r.kind.clone());

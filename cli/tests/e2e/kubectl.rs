@@ -453,3 +453,93 @@ fn cp_chunked_get_of_600_objects() {
         assert!(pages >= 12, "expected ≥12 chunked requests, saw {pages}");
     }
 }
+
+/// Kinds a controller chart installs (Deployment, Service, Role, RoleBinding) are stored and
+/// validated: apply, re-apply unchanged, server-side apply, a spec change bumps generation.
+#[test]
+fn cp_stored_workload_and_rbac_kinds_apply() {
+    let s = Server::start();
+    let f = fixture("workloads.yaml");
+    for k in both() {
+        let out = s.ok(&k, &["apply", "-f", f.to_str().unwrap()]);
+        assert_eq!(out.lines().count(), 4, "{out}");
+        let again = s.ok(&k, &["apply", "-f", f.to_str().unwrap()]);
+        assert!(again.lines().all(|l| l.ends_with("unchanged")), "{again}");
+        s.ok(
+            &k,
+            &["get", "deploy/web", "svc/web", "role/r", "rolebinding/rb"],
+        );
+    }
+    let k = PathBuf::from(KUBECTL_OLD);
+    s.ok(
+        &k,
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            f.to_str().unwrap(),
+        ],
+    );
+    s.ok(
+        &k,
+        &["patch", "deploy/web", "-p", r#"{"spec":{"replicas":3}}"#],
+    );
+    let out = s.ok(
+        &k,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}",
+        ],
+    );
+    assert_eq!(out, "3 2");
+}
+
+/// Strategic merge on a Deployment merges containers by name, as kubectl expects.
+#[test]
+fn cp_strategic_merge_patch_merges_containers_by_name() {
+    let s = Server::start();
+    let k = PathBuf::from(KUBECTL_OLD);
+    s.ok(
+        &k,
+        &["apply", "-f", fixture("workloads.yaml").to_str().unwrap()],
+    );
+    s.ok(&k, &["patch", "deploy/web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox"}]}}}}"#]);
+    let names = s.ok(
+        &k,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].name}",
+        ],
+    );
+    assert_eq!(
+        names, "sidecar web",
+        "containers merged by name, new one first as upstream"
+    );
+    s.ok(
+        &k,
+        &[
+            "patch",
+            "deploy/web",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:2"}]}}}}"#,
+        ],
+    );
+    let images = s.ok(
+        &k,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].image}",
+        ],
+    );
+    assert_eq!(images, "busybox nginx:2");
+}
