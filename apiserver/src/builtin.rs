@@ -262,8 +262,18 @@ fn annotate(c: &mut BTreeMap<String, Value>) {
         json!({"x-kubernetes-list-type": "atomic"}),
     );
     // Port protocols default to TCP (upstream defaulting), which makes them usable map-list keys.
-    set_ext(c, "io.k8s.api.core.v1.ContainerPort", &["protocol"], json!({"default": "TCP"}));
-    set_ext(c, "io.k8s.api.core.v1.ServicePort", &["protocol"], json!({"default": "TCP"}));
+    set_ext(
+        c,
+        "io.k8s.api.core.v1.ContainerPort",
+        &["protocol"],
+        json!({"default": "TCP"}),
+    );
+    set_ext(
+        c,
+        "io.k8s.api.core.v1.ServicePort",
+        &["protocol"],
+        json!({"default": "TCP"}),
+    );
     // Merge keys of the workload kinds charts use (upstream's patchMergeKey/listMapKeys).
     for (def, field, keys, strategy_key) in [
         (
