@@ -1,6 +1,5 @@
 //! `rdd`: the Rancher Desktop Daemon command line.
 
-mod instance;
 mod svc;
 
 use clap::{Parser, Subcommand};

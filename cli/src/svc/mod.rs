@@ -4,7 +4,7 @@ pub mod serve;
 
 use clap::{Args, Subcommand};
 
-use crate::instance::Instance;
+use rdd_process::instance::Instance;
 
 #[derive(Subcommand, Debug)]
 pub enum SvcCommand {

@@ -8,7 +8,7 @@ use std::os::unix::io::AsRawFd;
 use anyhow::Context;
 use clap::Args;
 
-use crate::instance::Instance;
+use rdd_process::instance::Instance;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {

@@ -5,8 +5,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Yaml};
 use serde::{Deserialize, Serialize};
 
 use crate::KitError;
@@ -19,6 +17,8 @@ pub struct KitConfig {
     pub kubeconfig: Option<PathBuf>,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log_level: String,
+    /// OTLP/gRPC trace collector; `OTEL_EXPORTER_OTLP_ENDPOINT` also works.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for KitConfig {
@@ -27,6 +27,7 @@ impl Default for KitConfig {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubeconfig: None,
             log_level: "info".into(),
+            otlp_endpoint: None,
         }
     }
 }
@@ -34,24 +35,9 @@ impl Default for KitConfig {
 impl KitConfig {
     /// Load with the precedence above. `file` is the `--config` flag.
     pub fn load(file: Option<&std::path::Path>) -> Result<KitConfig, KitError> {
-        let mut f = Figment::from(Serialized::defaults(KitConfig::default()));
-        let file = file
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("RDD_CONFIG").map(PathBuf::from));
-        if let Some(path) = file {
-            if !path.exists() {
-                return Err(KitError::Config(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
-            }
-            f = f.merge(Yaml::file(path));
-        }
-        f.merge(Env::prefixed("RDD_").ignore(&["config"]))
-            .extract()
-            .map_err(|e| KitError::Config(e.to_string()))
+        rdd_process::config::load(file).map_err(|e| KitError::Config(e.to_string()))
     }
 }
 
 /// The `--help` text every binary appends, documenting file and environment.
-pub const HELP: &str = "Configuration (later sources win): built-in defaults; a YAML file given by --config or RDD_CONFIG with keys admin_addr, kubeconfig, log_level; the environment variables RDD_ADMIN_ADDR, RDD_KUBECONFIG, RDD_LOG_LEVEL; then flags.";
+pub const HELP: &str = "Configuration (later sources win): built-in defaults; a YAML file given by --config or RDD_CONFIG with keys admin_addr, kubeconfig, log_level, otlp_endpoint; the environment variables RDD_ADMIN_ADDR, RDD_KUBECONFIG, RDD_LOG_LEVEL, RDD_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_ENDPOINT); then flags.";

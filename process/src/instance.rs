@@ -53,6 +53,17 @@ impl Instance {
         self.home.join(format!(".rd{}", self.suffix))
     }
 
+    /// The docker-gateway's gRPC socket. Not a `rdd svc paths` key (cli.md fixes that list); the
+    /// supervisor passes it to the controllers it starts.
+    pub fn gateway_socket(&self) -> PathBuf {
+        self.dir().join("docker-gateway.sock")
+    }
+
+    /// The Docker endpoint of the instance as a URL (`unix://<short dir>/docker.sock`).
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.short_dir().join("docker.sock").display())
+    }
+
     pub fn secure_port(&self) -> u16 {
         (6443 + self.index) as u16
     }
