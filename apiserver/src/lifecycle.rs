@@ -56,6 +56,7 @@ async fn load_rbac(state: &Arc<State>) -> Result<(), ApiError> {
 
 pub fn spawn(state: Arc<State>) {
     crate::gc::spawn(state.clone());
+    crate::authz::aggregation::spawn(state.clone());
     let s = state.clone();
     tokio::spawn(async move {
         // Revoked tokens stop working within a second; new ones are also picked up on use.

@@ -477,6 +477,12 @@ async fn after_commit(state: &Arc<State>, res: &Resource, ev: &crate::storage::E
     if crate::authz::index::is_rbac_key(&ev.key) {
         let obj = (ev.kind != crate::storage::EventType::Deleted).then(|| ev.object.clone());
         state.authz.index.apply([(ev.key.clone(), ev.rev, obj)]);
+        if ev.key.starts_with(&crate::registry::storage_prefix(
+            crate::authz::index::GROUP,
+            "clusterroles",
+        )) {
+            state.authz.aggregation.notify_one();
+        }
     }
     if matches!(res.flavor, Flavor::Policy | Flavor::PolicyBinding)
         && let Err(e) = state.reload_policies().await

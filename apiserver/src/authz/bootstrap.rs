@@ -181,6 +181,10 @@ pub async fn ensure(state: &Arc<State>, obj: Value) -> Result<(), ApiError> {
     }
     let mut next = row.value.as_ref().clone();
     for f in RECONCILED {
+        if *f == "rules" && obj.get("aggregationRule").is_some() {
+            // Written by the aggregation, not declared.
+            continue;
+        }
         match obj.get(*f) {
             Some(v) => next[*f] = v.clone(),
             None => {

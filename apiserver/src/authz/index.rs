@@ -166,6 +166,8 @@ pub struct Snapshot {
     roles: HashMap<(String, String), Arc<Vec<Rule>>>,
     cluster_bindings: Vec<Binding>,
     bindings: HashMap<String, Vec<Binding>>,
+    /// Names of the ClusterRoles with an `aggregationRule`.
+    aggregated: Vec<String>,
 }
 
 impl Snapshot {
@@ -257,6 +259,11 @@ impl Snapshot {
         (out, errors)
     }
 
+    /// The names of the aggregated ClusterRoles.
+    pub fn aggregated(&self) -> &[String] {
+        &self.aggregated
+    }
+
     /// The rules of a role as a binding would grant them (for the escalation check).
     pub fn rules_of(&self, role_kind: &str, namespace: &str, name: &str) -> Option<Arc<Vec<Rule>>> {
         match role_kind {
@@ -302,6 +309,12 @@ impl Snapshot {
             }
         }
         snap.cluster_roles = aggregate(&cluster_roles);
+        snap.aggregated = cluster_roles
+            .iter()
+            .filter(|(_, (_, _, sel))| sel.is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        snap.aggregated.sort();
         // A stable order makes "allowed by" reasons deterministic.
         snap.cluster_bindings.sort_by(|a, b| a.name.cmp(&b.name));
         for list in snap.bindings.values_mut() {
@@ -331,7 +344,7 @@ fn aggregate(roles: &HashMap<String, ClusterRoleParts<'_>>) -> HashMap<String, A
             )
         })
         .collect();
-    let aggregated: Vec<(&str, Vec<&str>)> = roles
+    let aggregated: Vec<(&str, std::collections::BTreeSet<&str>)> = roles
         .iter()
         .filter_map(|(name, (_, _, sel))| {
             let selectors = (*sel)?.as_array()?;
@@ -347,7 +360,7 @@ fn aggregate(roles: &HashMap<String, ClusterRoleParts<'_>>) -> HashMap<String, A
                         })
                 })
                 .map(|(other, _)| other.as_str())
-                .collect();
+                .collect::<std::collections::BTreeSet<_>>();
             Some((name.as_str(), sources))
         })
         .collect();
@@ -371,6 +384,13 @@ fn aggregate(roles: &HashMap<String, ClusterRoleParts<'_>>) -> HashMap<String, A
         }
         if !changed {
             break;
+        }
+    }
+    for (name, _) in &aggregated {
+        // One order whatever the hash order of this build, so what is written back into the
+        // role's `rules` only changes when the rules do.
+        if let Some(rules) = effective.get_mut(name) {
+            rules.sort();
         }
     }
     effective

@@ -10,6 +10,7 @@
 //! Denials become `403 Forbidden` Status objects worded as upstream's, naming the verb,
 //! resource, API group and namespace that were missing.
 
+pub mod aggregation;
 pub mod attrs;
 pub mod bootstrap;
 pub mod escalation;
@@ -40,6 +41,8 @@ fn public_info(a: &Attributes) -> bool {
 #[derive(Default)]
 pub struct Authorizer {
     pub index: Index,
+    /// Signalled after ClusterRole writes: aggregated roles may need their `rules` rewritten.
+    pub aggregation: tokio::sync::Notify,
 }
 
 impl Authorizer {

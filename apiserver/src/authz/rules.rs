@@ -51,7 +51,7 @@ impl Attributes {
 }
 
 /// One `PolicyRule`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rule {
     pub verbs: Vec<String>,
     pub api_groups: Vec<String>,
@@ -173,6 +173,23 @@ impl Rule {
             && self.non_resource_urls.iter().any(|u| {
                 u == "*" || u == url || u.strip_suffix('*').is_some_and(|p| url.starts_with(p))
             })
+    }
+
+    /// As a `PolicyRule` object (empty lists left out, as the API serves them).
+    pub fn to_json(&self) -> Value {
+        let mut r = serde_json::Map::new();
+        for (k, v) in [
+            ("verbs", &self.verbs),
+            ("apiGroups", &self.api_groups),
+            ("resources", &self.resources),
+            ("resourceNames", &self.resource_names),
+            ("nonResourceURLs", &self.non_resource_urls),
+        ] {
+            if !v.is_empty() || k == "verbs" {
+                r.insert(k.into(), json!(v));
+            }
+        }
+        Value::Object(r)
     }
 
     /// As a SelfSubjectRulesReview `resourceRules` entry (None when the rule has no resources).

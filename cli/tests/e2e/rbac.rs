@@ -616,6 +616,24 @@ subjects:
             && err.contains("attempting to grant RBAC permissions not currently held"),
         "{err}"
     );
+    // The aggregated roles show what they aggregate, as upstream's controller writes it.
+    let admin_kc = s.kubeconfig();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let rules = ok(
+            &k,
+            &admin_kc,
+            &["get", "clusterrole", "admin", "-o", "jsonpath={.rules}"],
+        );
+        if rules.contains("rolebindings") && rules.contains("configmaps") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "admin rules not aggregated: {rules}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Binding a role whose rights dana holds is fine.
     let o = kubectl(
         &k,
