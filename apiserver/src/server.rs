@@ -345,6 +345,10 @@ async fn dispatch(
         (None, false) => return error_response(&ApiError::unauthorized()),
     };
     let query = Query::parse(req.uri().query());
+    let user = match crate::authz::impersonate::resolve(&state.authz, user, req.headers()) {
+        Ok(u) => u,
+        Err(e) => return error_response(&e),
+    };
     // Authorized before the body is read or anything is routed, as upstream: a caller without
     // rights learns nothing but that it may not.
     if !user.is_master() {

@@ -14,6 +14,7 @@ pub mod aggregation;
 pub mod attrs;
 pub mod bootstrap;
 pub mod escalation;
+pub mod impersonate;
 pub mod index;
 pub mod rules;
 

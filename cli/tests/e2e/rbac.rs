@@ -315,6 +315,35 @@ fn rbac_configmap_reader_gets_403_elsewhere_and_can_i_is_right() {
     let other_sa = token_kubeconfig(&s, "other-sa.yaml", &["--service-account", "other/robot"]);
     refused(&k, &other_sa, &["get", "cm", "-n", "team"]);
 
+    // Impersonation: the admin may act as anyone (`kubectl --as`), alice may not.
+    let admin = s.kubeconfig();
+    let err = refused(&k, &admin, &["--as", "alice", "get", "cm", "-n", "other"]);
+    assert!(
+        err.contains(r#"User "alice" cannot list resource "configmaps""#),
+        "{err}"
+    );
+    assert!(ok(&k, &admin, &["--as", "alice", "get", "cm", "-n", "team"]).contains("settings"));
+    let who = ok(
+        &k,
+        &admin,
+        &["--as", "system:serviceaccount:team:robot", "auth", "whoami"],
+    );
+    assert!(who.contains("system:serviceaccounts:team"), "{who}");
+    let who = ok(
+        &k,
+        &admin,
+        &["--as", "carol", "--as-group", "devs", "auth", "whoami"],
+    );
+    assert!(
+        who.contains("carol") && who.contains("devs") && !who.contains("system:masters"),
+        "{who}"
+    );
+    let err = refused(&k, &alice, &["--as", "bob", "get", "cm", "-n", "team"]);
+    assert!(
+        err.contains(r#"users "bob" is forbidden: User "alice" cannot impersonate resource "users" in API group "" at the cluster scope"#),
+        "{err}"
+    );
+
     // Binding changes take effect within a second.
     let cms = "/api/v1/namespaces/team/configmaps";
     assert_eq!(curl(&s, &token, "GET", cms).0, 200);
