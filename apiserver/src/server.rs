@@ -355,6 +355,10 @@ async fn dispatch(
         let attrs = crate::authz::attrs::from_request(req.method(), &path, &query);
         let decision = state.authz.authorize(&user, &attrs);
         if !decision.allowed {
+            tracing::debug!(
+                user = %user.username, verb = %attrs.verb, path = %path, code = 403,
+                "request forbidden"
+            );
             return error_response(&crate::authz::forbidden(&user, &attrs, &decision.reason));
         }
     }
