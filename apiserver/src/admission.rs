@@ -72,7 +72,10 @@ fn rule_matches(rule: &Value, req: &Request<'_>) -> bool {
 }
 
 /// A Kubernetes LabelSelector (matchLabels + matchExpressions) as our selector syntax.
-fn selector_matches(sel: Option<&Value>, labels: Option<&serde_json::Map<String, Value>>) -> bool {
+pub(crate) fn selector_matches(
+    sel: Option<&Value>,
+    labels: Option<&serde_json::Map<String, Value>>,
+) -> bool {
     let Some(sel) = sel.filter(|s| s.as_object().is_some_and(|o| !o.is_empty())) else {
         return true;
     };
@@ -240,6 +243,7 @@ pub async fn admit(
     req: &Request<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<(), ApiError> {
+    crate::authz::escalation::check(state, req)?;
     let policies = state.policies();
     if policies.is_empty() {
         return Ok(());

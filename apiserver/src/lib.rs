@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod authz;
 pub mod builtin;
 pub mod crd;
 pub mod discovery;

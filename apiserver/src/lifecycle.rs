@@ -27,15 +27,46 @@ fn builtin(state: &State, g: &str, plural: &str) -> Result<Arc<Resource>, ApiErr
 pub async fn bootstrap(state: &Arc<State>) -> Result<(), ApiError> {
     state.reload_crds().await?;
     state.reload_policies().await?;
+    load_rbac(state).await?;
     let ns = builtin(state, "", "namespaces")?;
     for n in DEFAULT_NAMESPACES {
         write::create_internal(state, &ns, "", json!({"metadata": {"name": n}})).await?;
+    }
+    crate::authz::bootstrap::run(state, &state.config.manifests).await?;
+    Ok(())
+}
+
+/// Fill the RBAC index from storage; writes from here on reach it through `after_commit`.
+async fn load_rbac(state: &Arc<State>) -> Result<(), ApiError> {
+    for plural in [
+        "roles",
+        "clusterroles",
+        "rolebindings",
+        "clusterrolebindings",
+    ] {
+        let prefix = crate::registry::storage_prefix(crate::authz::index::GROUP, plural);
+        let (rows, _, _) = state.store.list(&prefix, 0, None, 0).await?;
+        state
+            .authz
+            .index
+            .apply(rows.into_iter().map(|r| (r.key, r.rev, Some(r.value))));
     }
     Ok(())
 }
 
 pub fn spawn(state: Arc<State>) {
     crate::gc::spawn(state.clone());
+    crate::authz::aggregation::spawn(state.clone());
+    let s = state.clone();
+    tokio::spawn(async move {
+        // Revoked tokens stop working within a second; new ones are also picked up on use.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let s = s.clone();
+            let _ = tokio::task::spawn_blocking(move || s.tokens.refresh()).await;
+        }
+    });
     let s = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));

@@ -1,18 +1,64 @@
-//! Self reviews (`kubectl auth whoami`, `kubectl auth can-i`): answered from the caller's
-//! identity and never stored. Every authenticated user may do everything until RBAC
-//! enforcement lands, and the answers say exactly that.
+//! Self reviews (`kubectl auth whoami`, `kubectl auth can-i [--list]`): answered from the
+//! caller's identity by the same authorizer that guards requests, and never stored.
 
 use http::Response;
 use serde_json::{Value, json};
 
+use crate::authz::Attributes;
 use crate::error::ApiError;
 use crate::handlers::Target;
 use crate::registry::Flavor;
 use crate::request::{Body, Ctx, decode_body, json_response};
+use crate::server::State;
 
-const ALLOW_ALL: &str = "rdd authorizes every authenticated user (no RBAC enforcement yet)";
+fn text(v: &Value, p: &str) -> String {
+    v.pointer(p)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
 
-pub fn answer(t: &Target, ctx: &Ctx) -> Result<Option<Response<Body>>, ApiError> {
+fn access_review(state: &State, ctx: &Ctx, spec: &Value) -> Value {
+    let attrs = if let Some(r) = spec.get("resourceAttributes").filter(|r| r.is_object()) {
+        Attributes {
+            verb: text(r, "/verb"),
+            resource_request: true,
+            group: text(r, "/group"),
+            version: text(r, "/version"),
+            resource: text(r, "/resource"),
+            subresource: text(r, "/subresource"),
+            name: text(r, "/name"),
+            namespace: text(r, "/namespace"),
+            path: String::new(),
+        }
+    } else {
+        Attributes::non_resource(
+            &text(spec, "/nonResourceAttributes/verb"),
+            &text(spec, "/nonResourceAttributes/path"),
+        )
+    };
+    let d = state.authz.authorize(&ctx.user, &attrs);
+    let mut out = json!({"allowed": d.allowed});
+    if !d.reason.is_empty() {
+        out["reason"] = json!(d.reason);
+    }
+    out
+}
+
+fn rules_review(state: &State, ctx: &Ctx, spec: &Value) -> Value {
+    let (rules, errors) = state.authz.rules_for(&ctx.user, &text(spec, "/namespace"));
+    let mut out = json!({
+        "resourceRules": rules.iter().filter_map(|r| r.resource_rule_json()).collect::<Vec<_>>(),
+        "nonResourceRules": rules.iter().filter_map(|r| r.non_resource_rule_json()).collect::<Vec<_>>(),
+        "incomplete": !errors.is_empty(),
+    });
+    if !errors.is_empty() {
+        out["evaluationError"] = json!(errors.join(", "));
+    }
+    out
+}
+
+pub fn answer(state: &State, t: &Target, ctx: &Ctx) -> Result<Option<Response<Body>>, ApiError> {
     let kind = match t.res.flavor {
         Flavor::SelfSubjectReview
         | Flavor::SelfSubjectAccessReview
@@ -46,14 +92,9 @@ pub fn answer(t: &Target, ctx: &Ctx) -> Result<Option<Response<Body>>, ApiError>
                     ),
                 ));
             }
-            json!({"allowed": true, "reason": ALLOW_ALL})
+            access_review(state, ctx, &body["spec"])
         }
-        _ => json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-            "evaluationError": "",
-        }),
+        _ => rules_review(state, ctx, &body["spec"]),
     };
     let out = json!({
         "kind": kind,

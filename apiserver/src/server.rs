@@ -42,6 +42,9 @@ pub struct Config {
     /// How often history is compacted, and how many newest revisions compaction always keeps.
     pub compaction_interval: std::time::Duration,
     pub compaction_keep: i64,
+    /// Objects created at start-up when missing (and reconciled, for RBAC objects the server
+    /// owns): `rdd svc` passes the controller identities declared in `deploy/rbac`.
+    pub manifests: Vec<serde_json::Value>,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             reject_send_initial_events: false,
             compaction_interval: std::time::Duration::from_secs(300),
             compaction_keep: 1000,
+            manifests: Vec::new(),
         }
     }
 }
@@ -71,6 +75,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Config(String),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 pub struct State {
@@ -79,7 +85,9 @@ pub struct State {
     registry: RwLock<Arc<Registry>>,
     pub builtins: Vec<Resource>,
     pub schemas: Schemas,
-    tokens: Tokens,
+    pub tokens: Tokens,
+    /// RBAC: the in-memory index of roles and bindings every request is checked against.
+    pub authz: crate::authz::Authorizer,
     ready: AtomicBool,
     inflight: Semaphore,
     pub watches: Semaphore,
@@ -200,8 +208,7 @@ async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
 pub async fn start(config: Config) -> Result<Running, ServeError> {
     std::fs::create_dir_all(&config.dir)?;
     let pki = Pki::load_or_create(&config.dir.join("tls"))?;
-    let tokens =
-        Tokens::load(&config.dir.join("tls").join("tokens.json")).map_err(ServeError::Config)?;
+    let tokens = Tokens::load(&config.dir.join("tls").join("tokens.json"))?;
     let store = Arc::new(Store::open(
         &config.dir.join("rdd.sqlite3"),
         StoreOptions {
@@ -217,6 +224,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         builtins,
         schemas,
         tokens,
+        authz: Default::default(),
         ready: AtomicBool::new(false),
         inflight: Semaphore::new(config.max_inflight),
         watches: Semaphore::new(config.max_watches),
@@ -337,6 +345,23 @@ async fn dispatch(
         (None, false) => return error_response(&ApiError::unauthorized()),
     };
     let query = Query::parse(req.uri().query());
+    let user = match crate::authz::impersonate::resolve(&state.authz, user, req.headers()) {
+        Ok(u) => u,
+        Err(e) => return error_response(&e),
+    };
+    // Authorized before the body is read or anything is routed, as upstream: a caller without
+    // rights learns nothing but that it may not.
+    if !user.is_master() {
+        let attrs = crate::authz::attrs::from_request(req.method(), &path, &query);
+        let decision = state.authz.authorize(&user, &attrs);
+        if !decision.allowed {
+            tracing::debug!(
+                user = %user.username, verb = %attrs.verb, path = %path, code = 403,
+                "request forbidden"
+            );
+            return error_response(&crate::authz::forbidden(&user, &attrs, &decision.reason));
+        }
+    }
     let is_watch = query.flag("watch").unwrap_or(false) || path.contains("/watch/");
     // Watches are long-lived and bounded separately; everything else shares the in-flight limit.
     let _permit = if is_watch || is_public(&path) {

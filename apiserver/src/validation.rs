@@ -56,11 +56,24 @@ pub fn prepare(res: &Resource, obj: &mut Value, old: Option<&Value>) -> Result<(
     Ok(())
 }
 
+fn path_segment_name(name: &str) -> Option<String> {
+    match name {
+        "." => Some("may not be '.'".into()),
+        ".." => Some("may not be '..'".into()),
+        _ if name.contains('/') => Some("may not contain '/'".into()),
+        _ if name.contains('%') => Some("may not contain '%'".into()),
+        _ => None,
+    }
+}
+
 pub fn validate_meta(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut out = Vec::new();
     let name = meta::name(obj);
     let name_err = if res.flavor == Flavor::Namespace {
         meta::dns1123_label(name)
+    } else if res.group == crate::authz::index::GROUP {
+        // RBAC names only have to be path segments: upstream's own are `system:discovery`.
+        path_segment_name(name)
     } else {
         meta::dns1123_subdomain(name)
     };

@@ -309,7 +309,7 @@ pub async fn create(
     ctx: &mut Ctx,
     t: &Target,
 ) -> Result<Response<Body>, ApiError> {
-    if let Some(r) = crate::reviews::answer(t, ctx)? {
+    if let Some(r) = crate::reviews::answer(state, t, ctx)? {
         return Ok(r);
     }
     let o = opts(ctx, false)?;
@@ -473,6 +473,16 @@ async fn create_object(
 async fn after_commit(state: &Arc<State>, res: &Resource, ev: &crate::storage::Event) {
     if res.flavor == Flavor::Namespace {
         state.note_namespace(ev);
+    }
+    if crate::authz::index::is_rbac_key(&ev.key) {
+        let obj = (ev.kind != crate::storage::EventType::Deleted).then(|| ev.object.clone());
+        state.authz.index.apply([(ev.key.clone(), ev.rev, obj)]);
+        if ev.key.starts_with(&crate::registry::storage_prefix(
+            crate::authz::index::GROUP,
+            "clusterroles",
+        )) {
+            state.authz.aggregation.notify_one();
+        }
     }
     if matches!(res.flavor, Flavor::Policy | Flavor::PolicyBinding)
         && let Err(e) = state.reload_policies().await

@@ -1,6 +1,8 @@
 //! `rdd svc`: the control plane of an instance.
 
+pub mod identities;
 pub mod serve;
+pub mod token;
 
 use clap::{Args, Subcommand};
 
@@ -12,6 +14,9 @@ pub enum SvcCommand {
     Serve(serve::ServeArgs),
     /// Print the instance's paths (`table`, `json` or `shell`); with KEY only that value.
     Paths(PathsArgs),
+    /// Bearer-token identities (users, ServiceAccounts, rdd's controllers).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 #[derive(Args, Debug)]
@@ -28,6 +33,7 @@ pub async fn run(cmd: SvcCommand) -> anyhow::Result<i32> {
     match cmd {
         SvcCommand::Serve(a) => serve::run(inst, a).await,
         SvcCommand::Paths(a) => paths(&inst, a),
+        SvcCommand::Token(c) => token::run(&inst, c),
     }
 }
 

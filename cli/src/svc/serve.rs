@@ -95,6 +95,7 @@ pub async fn run(inst: Instance, a: ServeArgs) -> anyhow::Result<i32> {
     cfg.max_inflight = a.max_inflight;
     cfg.compaction_interval = std::time::Duration::from_secs(a.compaction_interval_seconds.max(1));
     cfg.compaction_keep = a.compaction_keep_revisions.max(0);
+    cfg.manifests = super::identities::manifests()?;
     let running = rdd_apiserver::start(cfg).await?;
     let server = format!("https://127.0.0.1:{}", running.addr.port());
     rdd_apiserver::kubeconfig::write(

@@ -53,22 +53,25 @@ async fn cp_kubeconfig_tls_files_and_token_auth() {
         "the CA is reused across restarts"
     );
     let tls = s.dir().join("tls");
-    let url = format!(
-        "https://127.0.0.1:{}/api/v1/namespaces/default/configmaps",
-        s.port()
-    );
-    let curl = |auth: Option<&str>| {
+    let port = s.port();
+    let curl = |auth: Option<&str>, path: &str| {
         let mut c = std::process::Command::new("curl");
         c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
             .arg(tls.join("ca.crt"));
         if let Some(a) = auth {
             c.args(["-H", &format!("Authorization: Bearer {a}")]);
         }
+        let url = format!("https://127.0.0.1:{port}{path}");
         String::from_utf8(c.arg(&url).output().unwrap().stdout).unwrap()
     };
-    assert_eq!(curl(Some(token)), "200");
-    assert_eq!(curl(Some("wrong-token")), "401");
-    assert_eq!(curl(None), "401");
+    let cms = "/api/v1/namespaces/default/configmaps";
+    // Authenticated: discovery is open to every authenticated user, configmaps are not granted
+    // to alice by RBAC (403, not 401).
+    assert_eq!(curl(Some(token), "/api"), "200");
+    assert_eq!(curl(Some(token), cms), "403");
+    assert_eq!(curl(Some("wrong-token"), cms), "401");
+    assert_eq!(curl(Some("wrong-token"), "/api"), "401");
+    assert_eq!(curl(None, cms), "401");
     // The admin client certificate works (kubectl and kube-rs use it through the kubeconfig).
     let (code, _) = raw(&s.client().await, "GET", "/api/v1/namespaces", "", vec![]).await;
     assert_eq!(code, 200);
