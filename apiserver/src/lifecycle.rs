@@ -27,6 +27,7 @@ fn builtin(state: &State, g: &str, plural: &str) -> Result<Arc<Resource>, ApiErr
 pub async fn bootstrap(state: &Arc<State>) -> Result<(), ApiError> {
     state.reload_crds().await?;
     state.reload_policies().await?;
+    state.reload_webhooks().await?;
     let ns = builtin(state, "", "namespaces")?;
     for n in DEFAULT_NAMESPACES {
         write::create_internal(state, &ns, "", json!({"metadata": {"name": n}})).await?;
