@@ -12,3 +12,4 @@ mod kit;
 mod kube_client;
 mod kubectl;
 mod python;
+mod webhooks;
