@@ -230,8 +230,15 @@ fn apply_defaults(res: &Resource, obj: &mut Value) {
     }
 }
 
+/// The write as admission sees it: CREATE, or UPDATE of `old` as clients read it (with its
+/// resourceVersion).
+enum Admit<'a> {
+    Create,
+    Update(&'a Value),
+}
+
 /// Normalize, default, run mutating webhooks over, and validate a candidate object; returns it
-/// ready to store (no RV). `operation` is CREATE or UPDATE.
+/// ready to store (no RV). `old` is the stored object of an update.
 async fn finish(
     state: &Arc<State>,
     t: &Target,
@@ -239,7 +246,7 @@ async fn finish(
     old: Option<&Value>,
     o: &Opts,
     warnings: &mut Vec<String>,
-    operation: &str,
+    admit: Admit<'_>,
 ) -> Result<Value, ApiError> {
     let res = &t.res;
     prune(t, &mut obj, o, warnings)?;
@@ -247,16 +254,24 @@ async fn finish(
     validation::prepare(res, &mut obj, old)?;
     let name = meta::name(&obj).to_string();
     let sub = t.sub.as_deref();
-    // A status write may only change status, whatever a webhook patches.
-    let before = (sub == Some("status")).then(|| obj.clone());
+    // A status write may only change status, whatever a webhook patches. (Copied only when
+    // some webhook could patch: controllers write status often.)
+    let before =
+        (sub == Some("status") && !state.webhooks().mutating.is_empty()).then(|| obj.clone());
     let req = crate::admission::Request {
-        operation,
+        operation: match admit {
+            Admit::Create => "CREATE",
+            Admit::Update(_) => "UPDATE",
+        },
         res,
         subresource: sub,
         namespace: &t.namespace,
         name: &name,
         object: None,
-        old_object: old,
+        old_object: match admit {
+            Admit::Create => None,
+            Admit::Update(o) => Some(o),
+        },
         user: &o.user,
         dry_run: o.dry_run,
         options: &o.options,
@@ -454,7 +469,7 @@ async fn create_object(
             m.remove(f);
         }
     }
-    let mut obj = finish(state, t, obj, None, o, warnings, "CREATE").await?;
+    let mut obj = finish(state, t, obj, None, o, warnings, Admit::Create).await?;
     let now = meta::now();
     {
         let m = meta_mut(&mut obj);
@@ -1014,7 +1029,7 @@ async fn modify(
             Some(&stored),
             o,
             &mut warnings,
-            "UPDATE",
+            Admit::Update(&current),
         )
         .await?;
         if res.tracks_generation && spec_part(&res, &next) != spec_part(&res, &stored) {
@@ -1066,7 +1081,7 @@ async fn modify(
                 namespace: &t.namespace,
                 name: &name,
                 object: Some(&next),
-                old_object: Some(&stored),
+                old_object: Some(&current),
                 user: &o.user,
                 dry_run: o.dry_run,
                 options: &o.options,

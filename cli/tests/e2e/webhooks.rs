@@ -348,6 +348,10 @@ async fn validating_webhook_reviews_denies_and_selects() {
     assert_eq!(r["options"]["kind"], "PatchOptions");
     assert_eq!(r["object"]["metadata"]["labels"]["extra"], "1");
     assert!(
+        r["oldObject"]["metadata"]["resourceVersion"].is_string(),
+        "{r}"
+    );
+    assert!(
         r["oldObject"]["metadata"]["labels"].get("extra").is_none(),
         "{r}"
     );
