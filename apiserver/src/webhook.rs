@@ -392,21 +392,33 @@ async fn applies(
             return Ok(None);
         }
     }
-    if hook.object_selector.is_some() {
-        let new = selector_matches(&hook.object_selector, object.and_then(crate::meta::labels))
-            .map_err(|e| selector_error(hook, "objectSelector", e))?;
-        let old = req.old_object.is_some_and(|o| {
-            selector_matches(&hook.object_selector, crate::meta::labels(o)).unwrap_or(false)
-        });
-        // An absent object has no labels to match (upstream: nil never matches).
-        if !((object.is_some() && new) || old) {
-            return Ok(None);
-        }
+    if !object_selected(hook, object, req.old_object)
+        .map_err(|e| selector_error(hook, "objectSelector", e))?
+    {
+        return Ok(None);
     }
     if !hook.match_conditions.is_empty() && !conditions_hold(hook, req, object)? {
         return Ok(None);
     }
     Ok(Some(matched))
+}
+
+/// The objectSelector matches the new or the old object; an absent object has no labels to
+/// match (upstream: nil never matches), so a DELETE is selected by the old object alone.
+fn object_selected(
+    hook: &Hook,
+    object: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<bool, String> {
+    if hook.object_selector.is_none() {
+        return Ok(true);
+    }
+    for o in [object, old].into_iter().flatten() {
+        if selector_matches(&hook.object_selector, crate::meta::labels(o))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// All matchConditions true → call. An evaluation error fails the request under
@@ -1004,6 +1016,158 @@ mod tests {
         );
         assert!(parse_response(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","response":{"uid":"u"}}"#, "u").is_err());
         assert!(parse_response(b"nope", "u").is_err());
+    }
+
+    fn builtin(plural: &str) -> Resource {
+        crate::builtin::resources(&crate::builtin::schemas())
+            .into_iter()
+            .find(|r| r.plural == plural)
+            .unwrap()
+    }
+
+    fn user() -> crate::auth::UserInfo {
+        crate::auth::UserInfo {
+            username: "u".into(),
+            uid: String::new(),
+            groups: vec![],
+        }
+    }
+
+    fn request<'a>(
+        res: &'a Resource,
+        op: &'a str,
+        object: Option<&'a Value>,
+        old: Option<&'a Value>,
+        user: &'a crate::auth::UserInfo,
+    ) -> Request<'a> {
+        Request {
+            operation: op,
+            res,
+            subresource: None,
+            namespace: "ns",
+            name: "x",
+            object,
+            old_object: old,
+            user,
+            dry_run: false,
+            options: &Value::Null,
+        }
+    }
+
+    #[test]
+    fn equivalent_versions_match_in_the_rules_version() {
+        let v1 = builtin("configmaps");
+        let mut v2 = v1.clone();
+        v2.version = "v2".into();
+        v2.storage_version = false;
+        let registry = Registry::new(vec![v1.clone(), v2.clone()], 1);
+        let hook = |policy: &str| {
+            Hook::parse(
+                "c",
+                &json!({"name": "h", "matchPolicy": policy, "rules": [{"operations": ["*"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]}),
+            )
+        };
+        let u = user();
+        let req = request(&v2, "CREATE", None, None, &u);
+        let a = attrs(&req);
+        let m = hook("Equivalent")
+            .matched_resource(&registry, &req, &a)
+            .unwrap();
+        assert_eq!(m.version, "v1", "sent in the rule's version");
+        assert!(
+            hook("Exact")
+                .matched_resource(&registry, &req, &a)
+                .is_none()
+        );
+        let obj = json!({"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "x"}});
+        let r = review(
+            "u1",
+            &request(&v2, "CREATE", Some(&obj), None, &u),
+            &m,
+            Some(&obj),
+        );
+        assert_eq!(r["request"]["kind"]["version"], "v1");
+        assert_eq!(r["request"]["requestKind"]["version"], "v2");
+        assert_eq!(r["request"]["object"]["apiVersion"], "v1");
+        assert_eq!(r["request"]["namespace"], "ns");
+        assert!(r["request"]["oldObject"].is_null());
+    }
+
+    #[test]
+    fn object_selector_sees_new_or_old_labels() {
+        let hook = Hook::parse(
+            "c",
+            &json!({"objectSelector": {"matchExpressions": [{"key": "a", "operator": "In", "values": ["1"]}]}}),
+        );
+        let with = json!({"metadata": {"labels": {"a": "1"}}});
+        let without = json!({"metadata": {}});
+        assert_eq!(object_selected(&hook, Some(&with), None), Ok(true));
+        assert_eq!(object_selected(&hook, Some(&without), None), Ok(false));
+        assert_eq!(
+            object_selected(&hook, Some(&without), Some(&with)),
+            Ok(true),
+            "label removed"
+        );
+        assert_eq!(
+            object_selected(&hook, None, Some(&with)),
+            Ok(true),
+            "DELETE"
+        );
+        assert_eq!(object_selected(&hook, None, None), Ok(false));
+        let none = Hook::parse("c", &json!({"objectSelector": {}}));
+        assert_eq!(
+            object_selected(&none, None, None),
+            Ok(true),
+            "empty selects all"
+        );
+        let absent = Hook::parse(
+            "c",
+            &json!({"objectSelector": {"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}}),
+        );
+        assert_eq!(object_selected(&absent, Some(&without), None), Ok(true));
+        let bad = Hook::parse(
+            "c",
+            &json!({"objectSelector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}),
+        );
+        assert!(object_selected(&bad, Some(&with), None).is_err());
+    }
+
+    #[test]
+    fn match_conditions_and_failure_policy() {
+        let cm = builtin("configmaps");
+        let u = user();
+        let obj = json!({"metadata": {"name": "x", "labels": {"skip": "yes"}}});
+        let req = request(&cm, "CREATE", Some(&obj), None, &u);
+        let hook = |expr: &str, policy: &str| {
+            Hook::parse(
+                "c",
+                &json!({"name": "h", "failurePolicy": policy, "matchConditions": [
+                    {"name": "op", "expression": "request.operation == 'CREATE'"},
+                    {"name": "c", "expression": expr}]}),
+            )
+        };
+        let holds = |h: &Hook| conditions_hold(h, &req, req.object);
+        assert!(holds(&hook("!('skip' in object.metadata.labels)", "Fail")).is_ok_and(|b| !b));
+        assert!(holds(&hook("object.metadata.name == 'x'", "Fail")).is_ok_and(|b| b));
+        let err = holds(&hook("object.nope.deeper", "Fail")).unwrap_err();
+        assert_eq!(err.code, 403);
+        assert!(err.message.contains("matchConditions"), "{}", err.message);
+        assert!(holds(&hook("object.nope.deeper", "Ignore")).is_ok_and(|b| !b));
+    }
+
+    #[test]
+    fn exempt_kinds() {
+        let u = user();
+        for plural in [
+            "validatingwebhookconfigurations",
+            "mutatingwebhookconfigurations",
+            "validatingadmissionpolicies",
+        ] {
+            let r = builtin(plural);
+            assert!(exempt(&request(&r, "CREATE", None, None, &u)), "{plural}");
+        }
+        let r = builtin("configmaps");
+        assert!(!exempt(&request(&r, "CREATE", None, None, &u)));
     }
 
     #[test]
