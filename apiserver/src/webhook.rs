@@ -327,9 +327,10 @@ fn exempt(req: &Request<'_>) -> bool {
     req.res.group == "admissionregistration.k8s.io" && EXEMPT.contains(&req.res.plural.as_str())
 }
 
-/// The labels a namespaceSelector is evaluated against, read at most once per request.
+/// The labels a namespaceSelector is evaluated against; the stored namespace is read at most
+/// once per request.
 struct NamespaceLabels {
-    loaded: Option<Option<serde_json::Map<String, Value>>>,
+    stored: Option<Option<serde_json::Map<String, Value>>>,
 }
 
 impl NamespaceLabels {
@@ -338,30 +339,27 @@ impl NamespaceLabels {
         state: &State,
         req: &Request<'_>,
         object: Option<&Value>,
-    ) -> Result<Option<&serde_json::Map<String, Value>>, ApiError> {
-        if self.loaded.is_none() {
-            let labels = if req.res.plural == "namespaces"
-                && req.res.group.is_empty()
-                && req.subresource.is_none()
-                && req.operation != "DELETE"
-            {
-                // A namespace being created or updated is matched with its new labels.
-                object.and_then(crate::meta::labels).cloned()
-            } else {
-                let name = if req.res.plural == "namespaces" && req.res.group.is_empty() {
-                    req.name
-                } else {
-                    req.namespace
-                };
-                let key = crate::registry::storage_prefix("", "namespaces") + "/" + name;
-                match state.store.get(&key).await? {
-                    Some(row) => crate::meta::labels(&row.value).cloned(),
-                    None => return Err(ApiError::not_found("", "namespaces", name)),
-                }
-            };
-            self.loaded = Some(labels);
+    ) -> Result<Option<serde_json::Map<String, Value>>, ApiError> {
+        let is_namespace = req.res.plural == "namespaces" && req.res.group.is_empty();
+        if is_namespace && req.subresource.is_none() && req.operation != "DELETE" {
+            // A namespace being created or updated is matched with its new labels, as the
+            // previous mutating webhooks left them.
+            return Ok(object.and_then(crate::meta::labels).cloned());
         }
-        Ok(self.loaded.as_ref().and_then(Option::as_ref))
+        if self.stored.is_none() {
+            let name = if is_namespace {
+                req.name
+            } else {
+                req.namespace
+            };
+            let key = crate::registry::storage_prefix("", "namespaces") + "/" + name;
+            let labels = match state.store.get(&key).await? {
+                Some(row) => crate::meta::labels(&row.value).cloned(),
+                None => return Err(ApiError::not_found("", "namespaces", name)),
+            };
+            self.stored = Some(labels);
+        }
+        Ok(self.stored.clone().flatten())
     }
 }
 
@@ -386,7 +384,7 @@ async fn applies(
     let is_namespace = req.res.plural == "namespaces" && req.res.group.is_empty();
     if hook.namespace_selector.is_some() && (req.res.namespaced || is_namespace) {
         let labels = ns.get(state, req, object).await?;
-        if !selector_matches(&hook.namespace_selector, labels)
+        if !selector_matches(&hook.namespace_selector, labels.as_ref())
             .map_err(|e| selector_error(hook, "namespaceSelector", e))?
         {
             return Ok(None);
@@ -784,7 +782,7 @@ pub async fn mutate(
         return Ok(false);
     }
     let registry = state.registry();
-    let mut ns = NamespaceLabels { loaded: None };
+    let mut ns = NamespaceLabels { stored: None };
     let mut changed = false;
     for hook in &hooks.mutating {
         let current = object.as_deref();
@@ -851,7 +849,7 @@ pub async fn validate(
         return Ok(());
     }
     let registry = state.registry();
-    let mut ns = NamespaceLabels { loaded: None };
+    let mut ns = NamespaceLabels { stored: None };
     let mut matched = Vec::new();
     for hook in &hooks.validating {
         if let Some(res) = applies(state, &registry, hook, req, req.object, &mut ns).await? {

@@ -536,7 +536,7 @@ async fn mutating_webhook_patch_is_stored_before_validation() {
                     "inject.wh.rdd.test",
                     &wh.url("/inject"),
                     &wh.ca,
-                    json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]),
+                    json!([{"operations": ["CREATE", "DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]),
                     json!({"objectSelector": {"matchLabels": {"inject": "yes"}}}),
                 ),
             ],
@@ -648,6 +648,14 @@ async fn mutating_webhook_patch_is_stored_before_validation() {
         ),
         "by-webhook"
     );
+    // A DELETE has no object to patch: a webhook answering one with a patch fails the delete.
+    let err = s.fails(&k, &["delete", "configmap", "injected"]);
+    assert!(
+        err.contains("admission webhook \"inject.wh.rdd.test\" attempted to modify the object, which is not supported for this operation"),
+        "{err}"
+    );
+    assert_eq!(wh.last("/inject")["operation"], "DELETE");
+    s.ok(&k, &["get", "configmap", "injected"]);
 }
 
 /// failurePolicy with the webhook down (listener closed), too slow (timeoutSeconds), untrusted
