@@ -36,6 +36,8 @@ pub struct Request<'a> {
     pub old_object: Option<&'a Value>,
     pub user: &'a crate::auth::UserInfo,
     pub dry_run: bool,
+    /// CreateOptions, UpdateOptions, PatchOptions or DeleteOptions, as webhooks receive them.
+    pub options: &'a Value,
 }
 
 fn strs(v: Option<&Value>) -> Vec<String> {
@@ -71,14 +73,8 @@ fn rule_matches(rule: &Value, req: &Request<'_>) -> bool {
         && (names.is_empty() || names.iter().any(|n| n == req.name))
 }
 
-/// A Kubernetes LabelSelector (matchLabels + matchExpressions) as our selector syntax.
-pub(crate) fn selector_matches(
-    sel: Option<&Value>,
-    labels: Option<&serde_json::Map<String, Value>>,
-) -> bool {
-    let Some(sel) = sel.filter(|s| s.as_object().is_some_and(|o| !o.is_empty())) else {
-        return true;
-    };
+/// A Kubernetes LabelSelector (matchLabels + matchExpressions) in our selector syntax.
+pub(crate) fn label_selector(sel: &Value) -> Result<LabelSelector, ApiError> {
     let mut terms = Vec::new();
     if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
         for (k, v) in m {
@@ -98,10 +94,24 @@ pub(crate) fn selector_matches(
             "NotIn" => terms.push(format!("{key} notin ({values})")),
             "Exists" => terms.push(key.to_string()),
             "DoesNotExist" => terms.push(format!("!{key}")),
-            _ => return false,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "{other:?} is not a valid label selector operator"
+                )));
+            }
         }
     }
     LabelSelector::parse(&terms.join(","))
+}
+
+pub(crate) fn selector_matches(
+    sel: Option<&Value>,
+    labels: Option<&serde_json::Map<String, Value>>,
+) -> bool {
+    let Some(sel) = sel.filter(|s| s.as_object().is_some_and(|o| !o.is_empty())) else {
+        return true;
+    };
+    label_selector(sel)
         .map(|s| s.matches(labels))
         .unwrap_or(false)
 }
@@ -134,7 +144,7 @@ fn resources_match(
 }
 
 /// The `request` variable (admission.k8s.io/v1 AdmissionRequest, the fields policies read).
-fn request_json(req: &Request<'_>) -> Value {
+pub(crate) fn request_json(req: &Request<'_>) -> Value {
     serde_json::json!({
         "operation": req.operation,
         "name": req.name,
@@ -150,20 +160,20 @@ fn request_json(req: &Request<'_>) -> Value {
 /// CEL evaluation over plain JSON: map keys (labels, annotations, data) stay as written, which
 /// is how the API server presents typed objects to policies. (kube-cel's VapEvaluator escapes
 /// every key, which breaks `'a.b/c' in object.metadata.annotations`.)
-struct Eval {
+pub(crate) struct Eval {
     ctx: kube_cel::cel::Context<'static>,
     variables: std::collections::HashMap<String, kube_cel::cel::Value>,
 }
 
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     True,
     False,
     Error(String),
 }
 
 impl Eval {
-    fn new(vars: &[(&str, Value)]) -> Result<Eval, String> {
+    pub(crate) fn new(vars: &[(&str, Value)]) -> Result<Eval, String> {
         use kube_cel::KubeCelExt;
         let mut ctx = kube_cel::cel::Context::default().with_all();
         for (name, v) in vars {
@@ -184,7 +194,7 @@ impl Eval {
             .map_err(|e| format!("evaluation error: {e}"))
     }
 
-    fn check(&self, expr: &str) -> Outcome {
+    pub(crate) fn check(&self, expr: &str) -> Outcome {
         match self.value(expr) {
             Ok(kube_cel::cel::Value::Bool(true)) => Outcome::True,
             Ok(kube_cel::cel::Value::Bool(false)) => Outcome::False,

@@ -712,6 +712,9 @@ pub fn resources(schemas: &Schemas) -> Vec<Resource> {
         if kind == "Deployment" || kind == "Service" {
             r.subresources = vec!["status".into()];
         }
+        if kind.ends_with("WebhookConfiguration") {
+            r.flavor = Flavor::WebhookConfig;
+        }
         if kind == "Deployment" {
             r.tracks_generation = true;
             r.categories = vec!["all".into()];

@@ -26,6 +26,7 @@ pub mod table;
 pub mod tls;
 pub mod validation;
 pub mod watch;
+pub mod webhook;
 pub mod write;
 
 pub use server::{Config, Running, ServeError, start};

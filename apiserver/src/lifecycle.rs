@@ -28,6 +28,7 @@ pub async fn bootstrap(state: &Arc<State>) -> Result<(), ApiError> {
     state.reload_crds().await?;
     state.reload_policies().await?;
     load_rbac(state).await?;
+    state.reload_webhooks().await?;
     let ns = builtin(state, "", "namespaces")?;
     for n in DEFAULT_NAMESPACES {
         write::create_internal(state, &ns, "", json!({"metadata": {"name": n}})).await?;

@@ -43,8 +43,10 @@ pub enum Flavor {
     /// admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy and its bindings.
     Policy,
     PolicyBinding,
-    /// Built-ins that are only stored and validated (RBAC, webhook configurations, Deployments,
-    /// Services): nothing runs them.
+    /// admissionregistration.k8s.io/v1 Mutating- and ValidatingWebhookConfiguration.
+    WebhookConfig,
+    /// Built-ins that are only stored and validated (RBAC, Deployments, Services): nothing
+    /// runs them.
     Stored,
     /// Create-only reviews answered from the request's identity, never stored.
     SelfSubjectReview,

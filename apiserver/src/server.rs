@@ -100,6 +100,8 @@ pub struct State {
     namespaces: RwLock<std::collections::HashMap<String, bool>>,
     /// Bound admission policies, rebuilt after every policy or binding write.
     policies: RwLock<Arc<Vec<crate::admission::Bound>>>,
+    /// Admission webhooks, rebuilt after every write of a webhook configuration.
+    webhooks: RwLock<Arc<crate::webhook::Hooks>>,
 }
 
 impl State {
@@ -139,6 +141,24 @@ impl State {
         match self.policies.write() {
             Ok(mut w) => *w = bound,
             Err(p) => *p.into_inner() = bound,
+        }
+        Ok(())
+    }
+
+    pub fn webhooks(&self) -> Arc<crate::webhook::Hooks> {
+        match self.webhooks.read() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Reload admission webhooks (serialized like CRD reloads, for the same reason).
+    pub async fn reload_webhooks(&self) -> Result<(), ApiError> {
+        let _serial = self.reload.lock().await;
+        let hooks = Arc::new(crate::webhook::load(self).await?);
+        match self.webhooks.write() {
+            Ok(mut w) => *w = hooks,
+            Err(p) => *p.into_inner() = hooks,
         }
         Ok(())
     }
@@ -232,6 +252,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         reload: tokio::sync::Mutex::new(()),
         namespaces: RwLock::new(Default::default()),
         policies: RwLock::new(Arc::new(Vec::new())),
+        webhooks: RwLock::new(Arc::new(Default::default())),
         store,
         config,
     });

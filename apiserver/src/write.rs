@@ -1,6 +1,8 @@
 //! The write pipeline shared by create, update, patch and delete:
-//! decode → patch → subresource reset → prune/defaults → managedFields → validation →
-//! admission (namespace lifecycle) → compare-and-swap in storage.
+//! decode → patch → subresource reset → prune/defaults → mutating webhooks (then prune and
+//! defaults again) → validation → managedFields → admission (namespace lifecycle,
+//! ValidatingAdmissionPolicy, validating webhooks) → compare-and-swap in storage.
+//! Deletes run mutating webhooks, policies and validating webhooks with `oldObject` only.
 
 use std::sync::Arc;
 
@@ -28,9 +30,13 @@ pub struct Opts {
     pub dry_run: bool,
     pub manager: String,
     pub validation: FieldValidation,
+    /// The request's CreateOptions, UpdateOptions or PatchOptions, as webhooks receive them.
+    pub options: Value,
 }
 
-fn opts(ctx: &Ctx, apply: bool) -> Result<Opts, ApiError> {
+/// `kind` names the options object webhooks see (`CreateOptions`, `UpdateOptions`,
+/// `PatchOptions`).
+fn opts(ctx: &Ctx, apply: bool, kind: &str) -> Result<Opts, ApiError> {
     let dry = ctx.query.all("dryRun");
     if let Some(bad) = dry.iter().find(|d| **d != "All") {
         return Err(ApiError::bad_request(format!(
@@ -61,11 +67,24 @@ fn opts(ctx: &Ctx, apply: bool) -> Result<Opts, ApiError> {
             )));
         }
     };
+    let mut options = json!({"kind": kind, "apiVersion": "meta.k8s.io/v1"});
+    if !dry.is_empty() {
+        options["dryRun"] = json!(dry);
+    }
+    for f in ["fieldManager", "fieldValidation"] {
+        if let Some(v) = ctx.query.get(f).filter(|v| !v.is_empty()) {
+            options[f] = json!(v);
+        }
+    }
+    if apply && ctx.query.get("force").is_some() {
+        options["force"] = json!(ctx.query.flag("force")?);
+    }
     Ok(Opts {
         user: ctx.user.clone(),
         dry_run: !dry.is_empty(),
         manager,
         validation,
+        options,
     })
 }
 
@@ -203,24 +222,80 @@ async fn namespace_admission(state: &Arc<State>, t: &Target, name: &str) -> Resu
     }
 }
 
-/// Normalize, default and validate a candidate object; returns it ready to store (no RV).
-fn finish(
-    state: &State,
+fn apply_defaults(res: &Resource, obj: &mut Value) {
+    if res.structural
+        && let Some(s) = &res.compiled
+    {
+        s.apply_defaults(obj);
+    }
+}
+
+/// The write as admission sees it: CREATE, or UPDATE of `old` as clients read it (with its
+/// resourceVersion).
+enum Admit<'a> {
+    Create,
+    Update(&'a Value),
+}
+
+/// Normalize, default, run mutating webhooks over, and validate a candidate object; returns it
+/// ready to store (no RV). `old` is the stored object of an update.
+async fn finish(
+    state: &Arc<State>,
     t: &Target,
     mut obj: Value,
     old: Option<&Value>,
     o: &Opts,
     warnings: &mut Vec<String>,
+    admit: Admit<'_>,
 ) -> Result<Value, ApiError> {
     let res = &t.res;
     prune(t, &mut obj, o, warnings)?;
-    if res.structural
-        && let Some(s) = &res.compiled
-    {
-        s.apply_defaults(&mut obj);
-    }
+    apply_defaults(res, &mut obj);
     validation::prepare(res, &mut obj, old)?;
     let name = meta::name(&obj).to_string();
+    let sub = t.sub.as_deref();
+    // A status write may only change status, whatever a webhook patches. (Copied only when
+    // some webhook could patch: controllers write status often.)
+    let before =
+        (sub == Some("status") && !state.webhooks().mutating.is_empty()).then(|| obj.clone());
+    let req = crate::admission::Request {
+        operation: match admit {
+            Admit::Create => "CREATE",
+            Admit::Update(_) => "UPDATE",
+        },
+        res,
+        subresource: sub,
+        namespace: &t.namespace,
+        name: &name,
+        object: None,
+        old_object: match admit {
+            Admit::Create => None,
+            Admit::Update(o) => Some(o),
+        },
+        user: &o.user,
+        dry_run: o.dry_run,
+        options: &o.options,
+    };
+    if crate::webhook::mutate(state, &req, Some(&mut obj), warnings).await? {
+        // What webhooks add is pruned (silently, as upstream) and defaulted, so validation
+        // below sees the object as it will be stored.
+        if let Some(s) = &res.compiled {
+            s.prune(&mut obj);
+        }
+        apply_defaults(res, &mut obj);
+        validation::prepare(res, &mut obj, old)?;
+        if let Some(mut b) = before {
+            match obj.get("status") {
+                Some(st) => b["status"] = st.clone(),
+                None => {
+                    if let Some(m) = b.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            obj = b;
+        }
+    }
     let mut causes = validation::validate_meta(res, &obj, old);
     if res.structural
         && let Some(s) = &res.compiled
@@ -312,7 +387,7 @@ pub async fn create(
     if let Some(r) = crate::reviews::answer(state, t, ctx)? {
         return Ok(r);
     }
-    let o = opts(ctx, false)?;
+    let o = opts(ctx, false, "CreateOptions")?;
     let mut obj = decode_body(ctx)?;
     check_identity(t, &mut obj)?;
     if meta_str(&obj, "resourceVersion").is_some() {
@@ -394,7 +469,7 @@ async fn create_object(
             m.remove(f);
         }
     }
-    let mut obj = finish(state, t, obj, None, o, warnings)?;
+    let mut obj = finish(state, t, obj, None, o, warnings, Admit::Create).await?;
     let now = meta::now();
     {
         let m = meta_mut(&mut obj);
@@ -420,7 +495,7 @@ async fn create_object(
     };
     set_managed(&mut obj, managed);
     namespace_admission(state, t, name).await?;
-    crate::admission::admit(
+    validating_admission(
         state,
         &crate::admission::Request {
             operation: "CREATE",
@@ -432,6 +507,7 @@ async fn create_object(
             old_object: None,
             user: &o.user,
             dry_run: o.dry_run,
+            options: &o.options,
         },
         warnings,
     )
@@ -469,6 +545,17 @@ async fn create_object(
     Ok(present(res, &ev.object, ev.rev))
 }
 
+/// Validating admission after validation: ValidatingAdmissionPolicy, then validating webhooks
+/// (upstream's plugin order).
+async fn validating_admission(
+    state: &Arc<State>,
+    req: &crate::admission::Request<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    crate::admission::admit(state, req, warnings).await?;
+    crate::webhook::validate(state, req, warnings).await
+}
+
 /// Keep in-memory views of storage in step with a committed write, before the client hears of it.
 async fn after_commit(state: &Arc<State>, res: &Resource, ev: &crate::storage::Event) {
     if res.flavor == Flavor::Namespace {
@@ -488,6 +575,11 @@ async fn after_commit(state: &Arc<State>, res: &Resource, ev: &crate::storage::E
         && let Err(e) = state.reload_policies().await
     {
         tracing::warn!(error = %e, "reloading admission policies");
+    }
+    if res.flavor == Flavor::WebhookConfig
+        && let Err(e) = state.reload_webhooks().await
+    {
+        tracing::warn!(error = %e, "reloading admission webhooks");
     }
     if res.flavor == Flavor::Crd
         && let Err(e) = state.reload_crds().await
@@ -519,7 +611,7 @@ pub async fn update(
     ctx: &mut Ctx,
     t: &Target,
 ) -> Result<Response<Body>, ApiError> {
-    let o = opts(ctx, false)?;
+    let o = opts(ctx, false, "UpdateOptions")?;
     let mut body = decode_body(ctx)?;
     check_identity(t, &mut body)?;
     let out = modify(state, ctx, t, &o, Change::Replace(body)).await?;
@@ -579,7 +671,7 @@ pub async fn patch(
             "force: Invalid value: may not be specified for non-apply patch",
         ));
     }
-    let o = opts(ctx, matches!(kind, PatchKind::Apply { .. }))?;
+    let o = opts(ctx, matches!(kind, PatchKind::Apply { .. }), "PatchOptions")?;
     let body = match kind {
         PatchKind::Apply { .. } => crate::request::yaml_to_json(
             std::str::from_utf8(&ctx.body)
@@ -940,7 +1032,16 @@ async fn modify(
                 }
             }
         }
-        let mut next = finish(state, t, candidate, Some(&stored), o, &mut warnings)?;
+        let mut next = finish(
+            state,
+            t,
+            candidate,
+            Some(&stored),
+            o,
+            &mut warnings,
+            Admit::Update(&current),
+        )
+        .await?;
         if res.tracks_generation && spec_part(&res, &next) != spec_part(&res, &stored) {
             let g = meta::meta(&stored)
                 .and_then(|m| m.get("generation"))
@@ -981,7 +1082,7 @@ async fn modify(
         if res.flavor == Flavor::Crd {
             crd::on_update(state, &mut next, &stored)?;
         }
-        crate::admission::admit(
+        validating_admission(
             state,
             &crate::admission::Request {
                 operation: "UPDATE",
@@ -990,9 +1091,10 @@ async fn modify(
                 namespace: &t.namespace,
                 name: &name,
                 object: Some(&next),
-                old_object: Some(&stored),
+                old_object: Some(&current),
                 user: &o.user,
                 dry_run: o.dry_run,
+                options: &o.options,
             },
             &mut warnings,
         )
@@ -1085,19 +1187,35 @@ fn normalized(v: &Value) -> Value {
     o
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct DeleteOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
     propagation_policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     preconditions: Option<Preconditions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     dry_run: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     orphan_dependents: Option<bool>,
 }
 
-#[derive(serde::Deserialize, Default)]
+impl DeleteOptions {
+    /// As webhooks receive it (`options` of a DELETE review).
+    fn to_json(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or_else(|_| json!({}));
+        v["kind"] = json!("DeleteOptions");
+        v["apiVersion"] = json!("meta.k8s.io/v1");
+        v
+    }
+}
+
+#[derive(serde::Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Preconditions {
+    #[serde(skip_serializing_if = "Option::is_none")]
     uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     resource_version: Option<String>,
 }
 
@@ -1170,6 +1288,7 @@ async fn delete_one(
         )));
     }
     let dry = d.dry_run.as_ref().is_some_and(|v| !v.is_empty());
+    let options = d.to_json();
     for _ in 0..16 {
         let row = state
             .store
@@ -1210,22 +1329,20 @@ async fn delete_one(
             }
         }
         let old_view = crate::handlers::present(res, stored, row.rev);
-        crate::admission::admit(
-            state,
-            &crate::admission::Request {
-                operation: "DELETE",
-                res,
-                subresource: None,
-                namespace: &t.namespace,
-                name,
-                object: None,
-                old_object: Some(&old_view),
-                user,
-                dry_run: dry,
-            },
-            warnings,
-        )
-        .await?;
+        let req = crate::admission::Request {
+            operation: "DELETE",
+            res,
+            subresource: None,
+            namespace: &t.namespace,
+            name,
+            object: None,
+            old_object: Some(&old_view),
+            user,
+            dry_run: dry,
+            options: &options,
+        };
+        crate::webhook::mutate(state, &req, None, warnings).await?;
+        validating_admission(state, &req, warnings).await?;
         // Orphan and Foreground hold the owner with a finalizer that the garbage collector
         // removes once dependents are orphaned or gone (`gc.rs`); Background deletes now and
         // the collector removes dependents afterwards.
@@ -1401,7 +1518,12 @@ pub async fn create_internal(
         dry_run: false,
         manager: "rdd-apiserver".into(),
         validation: FieldValidation::Ignore,
+        options: json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}),
     };
+    // Only missing objects are created, so restarts never wait on admission webhooks.
+    if state.store.get(&res.key(namespace, &name)).await?.is_some() {
+        return Ok(());
+    }
     let mut warnings = Vec::new();
     let mut obj = obj;
     check_identity(&t, &mut obj)?;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::identities;
-use crate::instance::Instance;
+use rdd_process::instance::Instance;
 
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {

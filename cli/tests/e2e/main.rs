@@ -13,3 +13,4 @@ mod kube_client;
 mod kubectl;
 mod python;
 mod rbac;
+mod webhooks;

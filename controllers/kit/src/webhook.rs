@@ -114,14 +114,32 @@ pub async fn serve(
     key_pem: &str,
     routes: Routes,
 ) -> Result<SocketAddr, KitError> {
+    serve_until(addr, cert_pem, key_pem, routes, std::future::pending()).await
+}
+
+/// Like [`serve`], until `shutdown` completes: then the listener closes, so new calls are
+/// refused (the API server applies the webhook's `failurePolicy`); calls already accepted
+/// are answered.
+pub async fn serve_until(
+    addr: SocketAddr,
+    cert_pem: &str,
+    key_pem: &str,
+    routes: Routes,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<SocketAddr, KitError> {
     let acceptor = TlsAcceptor::from(tls(cert_pem, key_pem)?);
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let routes = Arc::new(routes);
     tokio::spawn(async move {
+        tokio::pin!(shutdown);
         loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
+            let tcp = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(_) => continue,
+                },
             };
             let acceptor = acceptor.clone();
             let routes = routes.clone();
