@@ -4,8 +4,12 @@
 //! private HOME and reports, as a Markdown table: create throughput vs raw SQLite commits with
 //! the same pragmas, watch delivery latency with 100 watchers, RSS with 10 000 objects, and the
 //! time from process start to `/readyz`.
+//!
+//! `rdd-bench gateway` starts `docker-gateway` against the local Docker Engine and compares it
+//! with direct bollard use in the same run.
 
 mod apiserver;
+mod gateway;
 
 use clap::{Parser, Subcommand};
 
@@ -23,11 +27,14 @@ struct Cli {
 enum Cmd {
     /// The embedded API server: throughput, watch latency, memory, start-up.
     Apiserver(apiserver::Args),
+    /// The docker-gateway against direct bollard use: event fan-out latency, list + inspect, RSS.
+    Gateway(gateway::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Apiserver(a) => apiserver::run(a).await,
+        Cmd::Gateway(a) => gateway::run(a).await,
     }
 }
