@@ -1,5 +1,7 @@
 //! `rdd`: the Rancher Desktop Daemon command line.
 
+mod exit;
+mod set;
 mod svc;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,24 @@ enum Command {
     /// Manage the instance's control plane.
     #[command(subcommand, visible_alias = "service")]
     Svc(svc::SvcCommand),
+    /// Set App properties (PROPERTY=VALUE…) and wait until the App is settled.
+    Set(set::SetArgs),
+    /// Start the VM and container engine (`rdd set running=true`).
+    Start(set::WaitFlags),
+    /// Stop the VM and container engine (`rdd set running=false`).
+    Stop(set::WaitFlags),
+    /// kubectl against this instance's API server (started when needed).
+    #[command(disable_help_flag = true)]
+    Ctl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// kubectl with the caller's own KUBECONFIG.
+    #[command(disable_help_flag = true)]
+    Kubectl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn init_logging(level: Option<&str>) {
@@ -47,6 +67,15 @@ fn init_logging(level: Option<&str>) {
         .init();
 }
 
+async fn with_instance<F, Fut>(f: F) -> anyhow::Result<i32>
+where
+    F: FnOnce(rdd_process::instance::Instance) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<i32>>,
+{
+    let inst = rdd_process::instance::Instance::from_env().map_err(anyhow::Error::msg)?;
+    f(inst).await
+}
+
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.log_level.as_deref());
@@ -60,13 +89,21 @@ fn main() {
     let code = rt.block_on(async move {
         match cli.command {
             Command::Svc(c) => svc::run(c).await,
+            Command::Kubectl { args } => set::kubectl(args, None),
+            Command::Set(a) => with_instance(|i| async move { set::set(&i, a).await }).await,
+            Command::Start(w) => with_instance(|i| async move { set::start(&i, w).await }).await,
+            Command::Stop(w) => with_instance(|i| async move { set::stop(&i, w).await }).await,
+            Command::Ctl { args } => {
+                with_instance(|i| async move { set::ctl(&i, args).await }).await
+            }
         }
     });
     match code {
         Ok(c) => std::process::exit(c),
         Err(e) => {
+            let code = e.downcast_ref::<exit::ExitError>().map_or(1, |x| x.code);
             eprintln!("rdd: {e:#}");
-            std::process::exit(1);
+            std::process::exit(code);
         }
     }
 }

@@ -1,7 +1,11 @@
 //! `rdd svc`: the control plane of an instance.
 
+pub mod control;
 pub mod identities;
+pub mod manifests;
+pub mod selection;
 pub mod serve;
+pub mod supervise;
 pub mod token;
 
 use clap::{Args, Subcommand};
@@ -10,8 +14,28 @@ use rdd_process::instance::Instance;
 
 #[derive(Subcommand, Debug)]
 pub enum SvcCommand {
-    /// Run the control plane in the foreground (API server on the instance's secure port).
+    /// Create the instance's control plane (args.json) without starting it.
+    Create(control::ServeFlags),
+    /// Start the control plane in the background (creating it when needed) and wait until ready.
+    Start(control::StartArgs),
+    /// Run the control plane in the foreground: API server plus the supervised gateway and
+    /// controllers.
     Serve(serve::ServeArgs),
+    /// Stop the control plane (SIGINT; controllers stop first).
+    Stop(control::StopArgs),
+    /// Stop the control plane and remove its directories.
+    Delete {
+        /// Deadline for stopping (Go duration; 0 = none).
+        #[arg(long, default_value = "5m", value_parser = crate::exit::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Show whether the control plane exists and runs, and each supervised process.
+    Status,
+    /// Print the control plane's log.
+    #[command(visible_alias = "log")]
+    Logs(control::LogsArgs),
+    /// Start the control plane if needed and print its admin kubeconfig.
+    Config,
     /// Print the instance's paths (`table`, `json` or `shell`); with KEY only that value.
     Paths(PathsArgs),
     /// Bearer-token identities (users, ServiceAccounts, rdd's controllers).
@@ -31,6 +55,18 @@ pub struct PathsArgs {
 pub async fn run(cmd: SvcCommand) -> anyhow::Result<i32> {
     let inst = Instance::from_env().map_err(anyhow::Error::msg)?;
     match cmd {
+        SvcCommand::Create(f) => {
+            if !control::create(&inst, &f)? {
+                tracing::info!("{:?} control plane already exists", inst.name());
+            }
+            Ok(0)
+        }
+        SvcCommand::Start(a) => control::start(&inst, &a).await,
+        SvcCommand::Stop(a) => control::stop(&inst, &a).await,
+        SvcCommand::Delete { timeout } => control::delete(&inst, timeout).await,
+        SvcCommand::Status => control::status(&inst),
+        SvcCommand::Logs(a) => control::logs(&inst, &a).await,
+        SvcCommand::Config => control::config(&inst).await,
         SvcCommand::Serve(a) => serve::run(inst, a).await,
         SvcCommand::Paths(a) => paths(&inst, a),
         SvcCommand::Token(c) => token::run(&inst, c),

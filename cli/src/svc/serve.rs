@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// Newest revisions every compaction keeps (test switch).
     #[arg(long, hide = true, default_value_t = 1000)]
     pub compaction_keep_revisions: i64,
+    /// Log level handed to the supervised processes (RDD_LOG_LEVEL).
+    #[arg(long = "child-log-level", default_value = "info")]
+    pub child_log_level: String,
     /// Maximum concurrent non-watch requests; more get 429.
     #[arg(long = "max-requests-inflight", default_value_t = 400)]
     pub max_inflight: usize,
@@ -106,10 +109,47 @@ pub async fn run(inst: Instance, a: ServeArgs) -> anyhow::Result<i32> {
     )?;
     tracing::info!(%server, instance = %inst.name(), "control plane is serving");
     eprintln!("rdd control plane {} serving on {server}", inst.name());
+
+    let enabled = super::selection::enabled(&a.controllers).map_err(anyhow::Error::msg)?;
+    let procs = super::selection::procs(&enabled);
+    super::supervise::kill_leftovers(&inst);
+    let kubeconfig = kube::config::Kubeconfig::read_from(dir.join("config.yaml"))?;
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?,
+    )?;
+    super::manifests::install(&client)
+        .await
+        .context("installing deploy/ manifests")?;
+    let kubeconfigs = super::supervise::identities(&inst, &procs, &server)?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sup = std::sync::Arc::new(super::supervise::Supervisor {
+        inst: inst.clone(),
+        table: Default::default(),
+        log_level: a.child_log_level.clone(),
+        stop: stop.clone(),
+    });
+    let supervising = tokio::spawn(sup.clone().run(procs, kubeconfigs));
+    tokio::spawn(sup.clone().watch_readiness());
+    tokio::spawn(super::supervise::publish_discovery(
+        client,
+        sup.table.clone(),
+        enabled,
+        chrono::Utc::now(),
+        stop.clone(),
+    ));
+
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+    tracing::info!("stopping controllers, then the API server");
+    stop.cancel();
+    if tokio::time::timeout(std::time::Duration::from_secs(45), supervising)
+        .await
+        .is_err()
+    {
+        tracing::warn!("children did not stop within 45s");
     }
     running.abort();
     let _ = fs::remove_file(&pid_file);

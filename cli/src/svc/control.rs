@@ -1,0 +1,381 @@
+//! `rdd svc create|start|stop|delete|status|logs|config` and the implicit start other commands
+//! rely on (cli.md §3).
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use clap::Args;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+
+use super::supervise::{DISCOVERY_NAME, DISCOVERY_NAMESPACE, READY_ANNOTATION};
+use crate::exit::{parse_duration, timed_out};
+use rdd_process::instance::Instance;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeFlags {
+    /// Controllers to run (`*`, names or groups, `-x` excludes).
+    #[arg(long)]
+    pub controllers: Option<String>,
+    /// Port of the API server.
+    #[arg(long = "secure-port")]
+    pub secure_port: Option<u16>,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub flags: ServeFlags,
+    /// Wait until the control plane and its controllers are ready.
+    #[arg(long, default_value = "true", action = clap::ArgAction::Set)]
+    pub wait: bool,
+    /// Deadline for --wait (Go duration; 0 = none).
+    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Wait until the process is gone.
+    #[arg(long, default_value = "true", action = clap::ArgAction::Set)]
+    pub wait: bool,
+    /// Deadline for --wait (Go duration; 0 = none); then the process is killed and rdd exits 4.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Show rdd.stdout.log instead of rdd.stderr.log.
+    #[arg(short = 'o', long = "stdout")]
+    pub stdout: bool,
+    /// Keep printing as the log grows.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+pub fn exists(inst: &Instance) -> bool {
+    inst.dir().join("args.json").exists()
+}
+
+/// The pid of the running `serve`, removing a stale pid file.
+pub fn running_pid(inst: &Instance) -> Option<i32> {
+    let pid_file = inst.dir().join("rdd.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: signal 0 only checks that the process exists.
+    if pid > 0 && unsafe { libc::kill(pid, 0) } == 0 {
+        Some(pid)
+    } else {
+        let _ = std::fs::remove_file(&pid_file);
+        None
+    }
+}
+
+pub fn create(inst: &Instance, flags: &ServeFlags) -> anyhow::Result<bool> {
+    if exists(inst) {
+        return Ok(false);
+    }
+    let dir = inst.dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| dir.display().to_string())?;
+    if let Some(c) = &flags.controllers {
+        super::selection::enabled(c).map_err(anyhow::Error::msg)?;
+    }
+    let mut args = vec![
+        "--secure-port".to_string(),
+        inst.secure_port().to_string(),
+        "--controllers".into(),
+        flags.controllers.clone().unwrap_or_else(|| "*".into()),
+    ];
+    if let Some(p) = flags.secure_port {
+        args.extend(["--secure-port".into(), p.to_string()]);
+    }
+    args.extend(["-v".into(), "0".into()]);
+    let path = dir.join("args.json");
+    std::fs::write(&path, serde_json::to_string(&args)?)
+        .with_context(|| path.display().to_string())?;
+    Ok(true)
+}
+
+pub async fn start(inst: &Instance, a: &StartArgs) -> anyhow::Result<i32> {
+    if let Some(c) = &a.flags.controllers {
+        super::selection::enabled(c).map_err(anyhow::Error::msg)?;
+    }
+    create(inst, &ServeFlags::default())?;
+    if running_pid(inst).is_some() {
+        tracing::info!("{:?} control plane is already running", inst.name());
+    } else {
+        spawn_serve(inst, &a.flags)?;
+    }
+    if a.wait {
+        wait_ready(inst, a.timeout).await?;
+        tracing::info!("{:?} control plane is ready", inst.name());
+    }
+    Ok(0)
+}
+
+fn spawn_serve(inst: &Instance, flags: &ServeFlags) -> anyhow::Result<()> {
+    let saved: Vec<String> = std::fs::read(inst.dir().join("args.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut args = vec!["svc".to_string(), "serve".to_string()];
+    args.extend(saved);
+    if let Some(c) = &flags.controllers {
+        args.extend(["--controllers".into(), c.clone()]);
+    }
+    if let Some(p) = flags.secure_port {
+        args.extend(["--secure-port".into(), p.to_string()]);
+    }
+    let logs = inst.log_dir();
+    std::fs::create_dir_all(&logs).with_context(|| logs.display().to_string())?;
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join(name))
+    };
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(open("rdd.stdout.log")?))
+        .stderr(Stdio::from(open("rdd.stderr.log")?));
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd.spawn().context("starting `rdd svc serve`")?;
+    tracing::info!(pid = child.id(), "started {:?} control plane", inst.name());
+    Ok(())
+}
+
+fn pid_time(inst: &Instance) -> Option<SystemTime> {
+    std::fs::metadata(inst.dir().join("rdd.pid"))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+pub async fn client(inst: &Instance) -> anyhow::Result<kube::Client> {
+    let path = inst.dir().join("config.yaml");
+    let kc =
+        kube::config::Kubeconfig::read_from(&path).with_context(|| path.display().to_string())?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+/// Ready (cli.md §3.3): the kubeconfig works and the discovery ConfigMap of this start says
+/// `ready: "true"`.
+pub async fn wait_ready(inst: &Instance, timeout: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut said = 0;
+    loop {
+        if timeout != Duration::ZERO && start.elapsed() > timeout {
+            return Err(timed_out(format!(
+                "timed out waiting for {:?} control plane to be ready",
+                inst.name()
+            )));
+        }
+        let stage = probe_ready(inst).await;
+        match stage {
+            Ok(()) => return Ok(()),
+            Err(n) if n > said => {
+                said = n;
+                tracing::info!(
+                    "{}",
+                    [
+                        "",
+                        "waiting for API server",
+                        "waiting for controllers to register"
+                    ][n.min(2)]
+                );
+            }
+            Err(_) => {}
+        }
+        if running_pid(inst).is_none() && start.elapsed() > Duration::from_secs(5) {
+            anyhow::bail!(
+                "{:?} control plane is not running; see `rdd svc logs`",
+                inst.name()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn probe_ready(inst: &Instance) -> Result<(), usize> {
+    let Ok(c) = client(inst).await else {
+        return Err(1);
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(c, DISCOVERY_NAMESPACE);
+    let Ok(cm) = cms.get(DISCOVERY_NAME).await else {
+        return Err(2);
+    };
+    let fresh = match (cm.metadata.creation_timestamp, pid_time(inst)) {
+        (Some(t), Some(p)) => {
+            let p: chrono::DateTime<chrono::Utc> = p.into();
+            t.0.as_second() >= p.timestamp()
+        }
+        _ => false,
+    };
+    let ready = cm
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(READY_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    if fresh && ready { Ok(()) } else { Err(2) }
+}
+
+/// Create and start when needed, then wait for readiness (at most 90 s, cli.md §3.8).
+pub async fn ensure_running(inst: &Instance) -> anyhow::Result<()> {
+    create(inst, &ServeFlags::default())?;
+    if running_pid(inst).is_none() {
+        spawn_serve(inst, &ServeFlags::default())?;
+    }
+    wait_ready(inst, Duration::from_secs(90)).await
+}
+
+pub async fn stop(inst: &Instance, a: &StopArgs) -> anyhow::Result<i32> {
+    if !exists(inst) {
+        tracing::info!("{:?} control plane does not exist", inst.name());
+        return Ok(0);
+    }
+    let Some(pid) = running_pid(inst) else {
+        tracing::info!("{:?} control plane is already stopped", inst.name());
+        return Ok(0);
+    };
+    // SAFETY: signalling the pid from our own pid file, verified alive just above.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    if !a.wait {
+        return Ok(0);
+    }
+    let start = Instant::now();
+    // SAFETY: signal 0 only checks existence.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        if a.timeout != Duration::ZERO && start.elapsed() > a.timeout {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            return Err(timed_out(format!(
+                "timed out waiting for {:?} control plane with pid {pid} to stop",
+                inst.name()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(0)
+}
+
+pub async fn delete(inst: &Instance, timeout: Duration) -> anyhow::Result<i32> {
+    if !exists(inst) {
+        tracing::info!("{:?} control plane does not exist", inst.name());
+        return Ok(0);
+    }
+    stop(
+        inst,
+        &StopArgs {
+            wait: true,
+            timeout,
+        },
+    )
+    .await?;
+    if running_pid(inst).is_some() {
+        anyhow::bail!("{:?} control plane is still running", inst.name());
+    }
+    if std::env::var_os("RDD_KEEP_LOGS").is_none() {
+        remove(&inst.log_dir())?;
+    }
+    remove(&inst.short_dir())?;
+    remove(&inst.dir())?;
+    Ok(0)
+}
+
+fn remove(p: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| p.display().to_string()),
+    }
+}
+
+pub fn status(inst: &Instance) -> anyhow::Result<i32> {
+    let name = inst.name();
+    let pid = running_pid(inst);
+    println!("{name:?} control plane has been created: {}", exists(inst));
+    println!("{name:?} control plane has been started: {}", pid.is_some());
+    println!("{name:?} control plane PID is: {}", pid.unwrap_or(0));
+    if pid.is_some() {
+        let children = super::supervise::read_status(inst);
+        if !children.is_empty() {
+            println!(
+                "{:<22} {:<9} {:>7} {:>8} {:<6} LAST EXIT",
+                "PROCESS", "STATE", "PID", "RESTARTS", "READY"
+            );
+            for c in children {
+                println!(
+                    "{:<22} {:<9} {:>7} {:>8} {:<6} {}",
+                    c.name,
+                    c.state,
+                    c.pid,
+                    c.restarts,
+                    c.ready,
+                    c.last_exit.or(c.error).unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub async fn logs(inst: &Instance, a: &LogsArgs) -> anyhow::Result<i32> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let path = inst.log_dir().join(if a.stdout {
+        "rdd.stdout.log"
+    } else {
+        "rdd.stderr.log"
+    });
+    let mut f = std::fs::File::open(&path).with_context(|| path.display().to_string())?;
+    let mut out = std::io::stdout();
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    out.write_all(&buf)?;
+    if !a.follow {
+        return Ok(0);
+    }
+    let mut pos = f.stream_position()?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let len = std::fs::metadata(&path)?.len();
+        if len < pos {
+            pos = 0;
+        }
+        if len > pos {
+            f.seek(SeekFrom::Start(pos))?;
+            buf.clear();
+            f.read_to_end(&mut buf)?;
+            out.write_all(&buf)?;
+            out.flush()?;
+            pos = len;
+        }
+    }
+}
+
+pub async fn config(inst: &Instance) -> anyhow::Result<i32> {
+    ensure_running(inst).await?;
+    let path = inst.dir().join("config.yaml");
+    print!(
+        "{}",
+        std::fs::read_to_string(&path).with_context(|| path.display().to_string())?
+    );
+    Ok(0)
+}
