@@ -59,8 +59,10 @@ fn init_logging(level: Option<&str>) {
     } else {
         level
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},hyper=warn,rustls=warn"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},hyper=warn,rustls=warn,kube_client=off"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -77,6 +79,11 @@ where
 }
 
 fn main() {
+    // Die quietly on a closed pipe (`rdd svc status | head`), like other command-line tools.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.log_level.as_deref());
     let rt = match tokio::runtime::Runtime::new() {

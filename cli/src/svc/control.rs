@@ -61,6 +61,23 @@ pub fn exists(inst: &Instance) -> bool {
     inst.dir().join("args.json").exists()
 }
 
+/// A live `rdd svc serve` process: exists, is not a zombie (a killed supervisor that nobody
+/// reaped still answers signal 0) and runs `serve` (the pid was not reused by another program).
+fn is_serve(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name.
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    if matches!(state, Some('Z') | Some('X') | None) {
+        return false;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmdline.split(|b| *b == 0).any(|a| a == b"serve")
+}
+
 /// The pid of the running `serve`, removing a stale pid file.
 pub fn running_pid(inst: &Instance) -> Option<i32> {
     let pid_file = inst.dir().join("rdd.pid");
@@ -69,8 +86,7 @@ pub fn running_pid(inst: &Instance) -> Option<i32> {
         .trim()
         .parse()
         .ok()?;
-    // SAFETY: signal 0 only checks that the process exists.
-    if pid > 0 && unsafe { libc::kill(pid, 0) } == 0 {
+    if pid > 0 && is_serve(pid) {
         Some(pid)
     } else {
         let _ = std::fs::remove_file(&pid_file);
@@ -259,8 +275,7 @@ pub async fn stop(inst: &Instance, a: &StopArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let start = Instant::now();
-    // SAFETY: signal 0 only checks existence.
-    while unsafe { libc::kill(pid, 0) } == 0 {
+    while is_serve(pid) {
         if a.timeout != Duration::ZERO && start.elapsed() > a.timeout {
             // SAFETY: as above.
             unsafe {

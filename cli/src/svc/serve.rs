@@ -10,7 +10,9 @@ use clap::Args;
 
 use rdd_process::instance::Instance;
 
+// Saved args.json flags come first and `rdd svc start` appends overrides: the last one wins.
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 pub struct ServeArgs {
     /// Port of the API server; when busy, a free port is taken (the kubeconfig always names the bound one).
     #[arg(long = "secure-port")]

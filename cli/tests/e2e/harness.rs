@@ -74,6 +74,14 @@ impl Server {
                 "--secure-port",
                 &self.port_override.unwrap_or(0).to_string(),
             ])
+            // No supervised processes unless a test asks for them.
+            .args(
+                if self.args.iter().any(|a| a.starts_with("--controllers")) {
+                    &[][..]
+                } else {
+                    &["--controllers="][..]
+                },
+            )
             .args(&self.args)
             .env("HOME", self.home.path())
             .env("RDD_INSTANCE", "e2e")

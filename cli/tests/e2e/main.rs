@@ -13,4 +13,5 @@ mod kube_client;
 mod kubectl;
 mod python;
 mod rbac;
+mod supervise;
 mod webhooks;

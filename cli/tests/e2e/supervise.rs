@@ -1,0 +1,298 @@
+//! `rdd svc` as a user drives it: start, status, supervision of children, stop, and `rdd set`
+//! with its wait semantics — all through the real `rdd` binary in a private HOME.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Instance {
+    home: tempfile::TempDir,
+    name: String,
+}
+
+impl Instance {
+    fn new() -> Instance {
+        Instance {
+            home: tempfile::tempdir().unwrap(),
+            name: format!("s{}", rand::random::<u32>() % 100_000),
+        }
+    }
+    fn rdd(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rdd"))
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("RDD_INSTANCE", &self.name)
+            .env("RDD_LOG_LEVEL", "warn")
+            .output()
+            .unwrap()
+    }
+    fn dir(&self) -> PathBuf {
+        self.home
+            .path()
+            .join(format!(".local/share/rancher-desktop-{}", self.name))
+    }
+    fn status_json(&self) -> serde_json::Value {
+        std::fs::read(self.dir().join("children.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::json!([]))
+    }
+    fn child(&self, name: &str) -> serde_json::Value {
+        self.status_json()
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == name).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.dir().join("config.yaml"))
+            .output()
+            .unwrap()
+    }
+    /// Processes of this instance running `exe` (found through their environment).
+    fn processes(&self, exe: &str) -> Vec<u32> {
+        let want = format!("RDD_INSTANCE={}", self.name);
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let first = cmd.split(|b| *b == 0).next().unwrap_or_default();
+            if !Path::new(&*String::from_utf8_lossy(first)).ends_with(exe) {
+                continue;
+            }
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            if env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.rdd(&["svc", "stop", "--timeout=20s"]);
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+#[test]
+fn cli_svc_supervises_children_restarts_them_and_leaves_no_orphans() {
+    let inst = Instance::new();
+    let o = inst.rdd(&["svc", "start", "--controllers=engine"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_for("gateway running", || {
+        inst.child("docker-gateway")["state"] == "running"
+    });
+    let pid = inst.child("docker-gateway")["pid"].as_u64().unwrap() as u32;
+    assert_eq!(inst.processes("docker-gateway"), vec![pid]);
+    let status = String::from_utf8_lossy(&inst.rdd(&["svc", "status"]).stdout).to_string();
+    assert!(
+        status.contains("control plane has been started: true"),
+        "{status}"
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("docker-gateway") && l.contains("running")),
+        "{status}"
+    );
+
+    // A crashed child comes back, and the restart is visible.
+    // SAFETY: killing the child we just identified.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_for("gateway restarted", || {
+        let c = inst.child("docker-gateway");
+        c["state"] == "running" && c["restarts"] == 1 && c["pid"].as_u64() != Some(u64::from(pid))
+    });
+    assert_eq!(
+        inst.child("docker-gateway")["last_exit"],
+        "killed by signal 9"
+    );
+    assert_eq!(inst.processes("docker-gateway").len(), 1);
+
+    // kill -9 of the supervisor takes its children with it; a new start has no duplicates.
+    let sup: i32 = std::fs::read_to_string(inst.dir().join("rdd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: killing the supervisor we started.
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    wait_for("children gone with the supervisor", || {
+        inst.processes("docker-gateway").is_empty()
+    });
+    let o = inst.rdd(&["svc", "start", "--controllers=engine"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_for("gateway running again", || {
+        inst.child("docker-gateway")["state"] == "running"
+    });
+    assert_eq!(inst.processes("docker-gateway").len(), 1);
+    assert_eq!(inst.processes("rdd").len(), 1);
+
+    let o = inst.rdd(&["svc", "stop"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(inst.processes("docker-gateway").is_empty());
+    assert!(inst.processes("rdd").is_empty());
+    let status = String::from_utf8_lossy(&inst.rdd(&["svc", "status"]).stdout).to_string();
+    assert!(status.contains("has been started: false"), "{status}");
+}
+
+#[test]
+fn cli_bad_input_is_a_one_line_error_and_changes_nothing() {
+    let inst = Instance::new();
+    let o = inst.rdd(&["svc", "start", "--controllers=app,bogus"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("unknown controller or group \"bogus\""), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(!inst.dir().join("args.json").exists(), "nothing created");
+
+    let o = inst.rdd(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2), "usage error");
+
+    let o = inst.rdd(&["svc", "start", "--controllers="]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = inst.rdd(&["set", "--wait=false", "running=true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rv = |i: &Instance| {
+        String::from_utf8_lossy(
+            &i.kubectl(&[
+                "get",
+                "app",
+                "app",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ])
+            .stdout,
+        )
+        .to_string()
+    };
+    let before = rv(&inst);
+    for (args, want) in [
+        (vec!["set", "bogus=1"], "unknown property \"bogus\""),
+        (vec!["set", "running=maybe"], "expected boolean"),
+        (
+            vec!["set", "containerEngine.name=podman"],
+            "valid values: moby, containerd",
+        ),
+        (vec!["set", "running"], "expected PROPERTY=VALUE format"),
+        (vec!["set", "containerEngine=moby"], "is an object"),
+    ] {
+        let o = inst.rdd(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        assert!(e.contains(want), "{args:?}: {e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+    assert_eq!(rv(&inst), before, "nothing written");
+
+    // A second serve on the same instance is refused.
+    let o = inst.rdd(&["svc", "serve"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("is already running"), "{e}");
+}
+
+#[test]
+fn cli_set_waits_for_its_own_generation_and_honours_wait_and_timeout_flags() {
+    let inst = Instance::new();
+    let o = inst.rdd(&["svc", "start", "--controllers="]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // --wait=false returns as soon as the write is accepted (no controller will ever settle).
+    let t = Instant::now();
+    let o = inst.rdd(&["set", "--wait=false", "running=true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let generation = |i: &Instance| {
+        String::from_utf8_lossy(
+            &i.kubectl(&["get", "app", "app", "-o", "jsonpath={.metadata.generation}"])
+                .stdout,
+        )
+        .parse::<i64>()
+        .unwrap()
+    };
+    let settle = |i: &Instance, g: i64| {
+        let patch = serde_json::json!({"status": {"conditions": [{
+            "type": "Settled", "status": "True", "reason": "Settled", "message": "test",
+            "observedGeneration": g, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        let o = i.kubectl(&[
+            "patch",
+            "app",
+            "app",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    // A stale Settled=True of the previous generation never ends the wait.
+    settle(&inst, generation(&inst));
+    let o = inst.rdd(&["set", "--timeout=3s", "running=false"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("timed out waiting for App state"),
+        "{}",
+        stderr(&o)
+    );
+
+    // --timeout=0 waits without a deadline until Settled of its own generation.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rdd"))
+        .args(["set", "--timeout=0", "containerEngine.name=containerd"])
+        .env("HOME", inst.home.path())
+        .env("RDD_INSTANCE", &inst.name)
+        .env("RDD_LOG_LEVEL", "warn")
+        .spawn()
+        .unwrap();
+    let g = {
+        let mut g = 0;
+        wait_for("the write", || {
+            g = generation(&inst);
+            String::from_utf8_lossy(
+                &inst
+                    .kubectl(&[
+                        "get",
+                        "app",
+                        "app",
+                        "-o",
+                        "jsonpath={.spec.containerEngine.name}",
+                    ])
+                    .stdout,
+            ) == "containerd"
+        });
+        g
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still waiting after 4 s"
+    );
+    settle(&inst, g);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert!(s.success());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rdd set did not return after Settled"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
