@@ -10,6 +10,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -54,8 +55,7 @@ pub fn init(
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let Some(endpoint) = otlp_endpoint(otlp) else {
         tracing_subscriber::registry()
-            .with(filter)
-            .with(fmt)
+            .with(fmt.with_filter(filter))
             .try_init()
             .map_err(|e| ProcessError::Telemetry(e.to_string()))?;
         return Ok(Telemetry { provider: None });
@@ -74,10 +74,15 @@ pub fn init(
         .build();
     let tracer = provider.tracer(service.to_string());
     opentelemetry::global::set_tracer_provider(provider.clone());
+    // Each layer has its own filter: quiet logs (`log_level=warn`) must not silence the spans
+    // that make up a trace, which are recorded at info level and above.
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(fmt.with_filter(filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
         .try_init()
         .map_err(|e| ProcessError::Telemetry(e.to_string()))?;
     Ok(Telemetry {

@@ -7,6 +7,8 @@
 //!   touching the daemon;
 //! - [`Scope`]: a unique label for what one test creates, and removal of exactly that.
 
+pub mod otlp;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
