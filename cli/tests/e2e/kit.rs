@@ -353,3 +353,143 @@ async fn kit_webhook_server_answers_admission_reviews_over_https() {
         "label forbidden is not allowed"
     );
 }
+
+/// Lets a test run a competing write just before the first PATCH a client sends, so the kit's
+/// conflict handling meets a real 409/422 from the server.
+#[derive(Clone)]
+struct Interfere {
+    write: Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+    fired: Arc<std::sync::atomic::AtomicBool>,
+    patches: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S> tower::Layer<S> for Interfere {
+    type Service = InterfereSvc<S>;
+    fn layer(&self, inner: S) -> InterfereSvc<S> {
+        InterfereSvc {
+            inner,
+            cfg: self.clone(),
+        }
+    }
+}
+
+struct InterfereSvc<S> {
+    inner: S,
+    cfg: Interfere,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for InterfereSvc<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        use std::sync::atomic::Ordering;
+        let is_patch = req.method() == http::Method::PATCH;
+        if is_patch {
+            self.cfg.patches.fetch_add(1, Ordering::SeqCst);
+        }
+        if is_patch && !self.cfg.fired.swap(true, Ordering::SeqCst) {
+            // The competing write completes before our request exists at all.
+            let write = self.cfg.write.clone();
+            tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(write()));
+        }
+        self.inner.call(req)
+    }
+}
+
+async fn interfering_client(
+    server: &Server,
+    write: Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+) -> (kube::Client, Arc<std::sync::atomic::AtomicUsize>) {
+    let kc = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let patches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let layer = Interfere {
+        write,
+        fired: Default::default(),
+        patches: patches.clone(),
+    };
+    let client = kube::client::ClientBuilder::try_from(cfg)
+        .unwrap()
+        .with_layer(&layer)
+        .build();
+    (client, patches)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kit_conflicting_write_is_retried_from_a_fresh_read() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let server = Server::start();
+    let plain = server.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(plain.clone(), "default");
+    let cm =
+        serde_json::from_value(json!({"metadata": {"name": "c", "finalizers": ["x.io/mine"]}}))
+            .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+
+    // ensure: another writer changes the object between our read and our write.
+    let other = cms.clone();
+    let write: Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync> =
+        Arc::new(move || {
+            let other = other.clone();
+            Box::pin(async move {
+                let p = json!({"metadata": {"labels": {"competitor": "yes"}}});
+                other
+                    .patch("c", &PatchParams::default(), &Patch::Merge(&p))
+                    .await
+                    .unwrap();
+            })
+        });
+    let (client, patches) = interfering_client(&server, write).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    assert!(finalizer::ensure(&api, "c", "x.io/ours").await.unwrap());
+    assert_eq!(
+        patches.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one refused write, one retry"
+    );
+    let now = cms.get("c").await.unwrap();
+    assert_eq!(now.finalizers(), ["x.io/mine", "x.io/ours"]);
+    assert_eq!(
+        now.labels().get("competitor").map(String::as_str),
+        Some("yes"),
+        "the competing write survives"
+    );
+
+    // remove: a foreign finalizer is inserted in front of ours meanwhile; only ours goes.
+    let other = cms.clone();
+    let write: Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync> = Arc::new(
+        move || {
+            let other = other.clone();
+            Box::pin(async move {
+                let p = json!([{"op": "add", "path": "/metadata/finalizers/0", "value": "x.io/foreign"}]);
+                let p: json_patch::Patch = serde_json::from_value(p).unwrap();
+                other
+                    .patch("c", &PatchParams::default(), &Patch::Json::<()>(p))
+                    .await
+                    .unwrap();
+            })
+        },
+    );
+    let (client, patches) = interfering_client(&server, write).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    finalizer::remove(&api, "c", "x.io/ours").await.unwrap();
+    assert_eq!(patches.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(
+        cms.get("c").await.unwrap().finalizers(),
+        ["x.io/foreign", "x.io/mine"]
+    );
+}
