@@ -299,6 +299,39 @@ fn object(kind: &str, raw: &[u8]) -> Result<Value, ApiError> {
 
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
+/// meta/v1 DeleteOptions: gracePeriodSeconds 1, preconditions 2 {uid 1, resourceVersion 2},
+/// orphanDependents 3, propagationPolicy 4, dryRun 5 (repeated).
+fn delete_options(b: &[u8]) -> Result<Value, ApiError> {
+    let mut m = Map::new();
+    for (n, f) in fields(b)? {
+        match n {
+            1 => {
+                m.insert("gracePeriodSeconds".into(), json!(int(&f)?));
+            }
+            2 => {
+                let mut p = Map::new();
+                for (pn, pf) in fields(bytes(&f)?)? {
+                    match pn {
+                        1 => p.insert("uid".into(), json!(string(&pf)?)),
+                        2 => p.insert("resourceVersion".into(), json!(string(&pf)?)),
+                        _ => None,
+                    };
+                }
+                m.insert("preconditions".into(), Value::Object(p));
+            }
+            3 => {
+                m.insert("orphanDependents".into(), json!(int(&f)? != 0));
+            }
+            4 => {
+                m.insert("propagationPolicy".into(), json!(string(&f)?));
+            }
+            5 => push(&mut m, "dryRun", json!(string(&f)?)),
+            _ => {}
+        }
+    }
+    Ok(Value::Object(m))
+}
+
 /// Decode a protobuf request body into the JSON object it encodes.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let rest = body
@@ -321,6 +354,14 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             2 => raw = bytes(&f)?,
             _ => {}
         }
+    }
+    // Every group version accepts meta/v1 DeleteOptions; client-go sends them in protobuf for
+    // built-in kinds (Helm's release Secrets, for one).
+    if kind == "DeleteOptions" {
+        let mut d = delete_options(raw)?;
+        d["apiVersion"] = json!(api_version);
+        d["kind"] = json!(kind);
+        return Ok(d);
     }
     let supported = match api_version.as_str() {
         "v1" => matches!(
@@ -353,6 +394,22 @@ mod tests {
         let mut v = vec![((n << 3) | 2) as u8, payload.len() as u8];
         v.extend_from_slice(payload);
         v
+    }
+
+    #[test]
+    fn decodes_delete_options() {
+        let mut raw = vec![0x08, 0x00]; // gracePeriodSeconds 0
+        raw.extend(field(4, b"Background"));
+        raw.extend(field(5, b"All"));
+        let mut tm = field(1, b"v1");
+        tm.extend(field(2, b"DeleteOptions"));
+        let mut body = b"k8s\0".to_vec();
+        body.extend(field(1, &tm));
+        body.extend(field(2, &raw));
+        let v = decode(&body).unwrap();
+        assert_eq!(v["propagationPolicy"], "Background");
+        assert_eq!(v["dryRun"], json!(["All"]));
+        assert_eq!(v["gracePeriodSeconds"], 0);
     }
 
     #[test]

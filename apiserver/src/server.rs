@@ -349,12 +349,27 @@ fn is_public(path: &str) -> bool {
         .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
 }
 
+/// The request path with each segment percent-decoded (clients such as the Python client send
+/// `system%3Adiscovery`). A segment that decodes to something holding `/` is kept encoded: no
+/// name may contain `/`, so it then fails validation instead of changing the route.
+fn decode_path(raw: &str) -> String {
+    raw.split('/')
+        .map(
+            |seg| match percent_encoding::percent_decode_str(seg).decode_utf8() {
+                Ok(d) if !d.contains('/') => d.into_owned(),
+                _ => seg.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 async fn dispatch(
     state: Arc<State>,
     cert_user: Option<UserInfo>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let path = req.uri().path().to_string();
+    let path = decode_path(req.uri().path());
     let user = authenticate(&state, cert_user, &req);
     let user = match (user, is_public(&path)) {
         (Some(u), _) => u,
@@ -541,4 +556,21 @@ pub fn version_info() -> serde_json::Value {
         "minCompatibilityMajor": "1",
         "minCompatibilityMinor": "34"
     })
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn segments_are_percent_decoded_one_by_one() {
+        assert_eq!(
+            super::decode_path(
+                "/apis/rbac.authorization.k8s.io/v1/clusterroles/system%3Adiscovery"
+            ),
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles/system:discovery"
+        );
+        assert_eq!(
+            super::decode_path("/api/v1/namespaces/a%2Fb"),
+            "/api/v1/namespaces/a%2Fb"
+        );
+    }
 }

@@ -1222,6 +1222,9 @@ struct Preconditions {
 fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, ApiError> {
     let mut d: DeleteOptions = if ctx.body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
+    } else if ctx.content_type() == crate::protobuf::MEDIA_TYPE {
+        serde_json::from_value(crate::protobuf::decode(&ctx.body)?)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     } else {
         serde_json::from_slice(&ctx.body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?

@@ -112,10 +112,31 @@ async fn apply(client: &kube::Client, obj: serde_json::Value) -> anyhow::Result<
     Ok(())
 }
 
-/// Apply every CRD, wait until they are established, then the admission policies.
-pub async fn install(client: &kube::Client) -> anyhow::Result<()> {
+/// Whether a manifest file belongs to an enabled controller: as in Go, each controller installs
+/// the CRDs of its group, so an empty selection installs nothing.
+pub fn wanted(file: &str, enabled: &[&str]) -> bool {
+    let any = |names: &[&str]| names.iter().any(|n| enabled.contains(n));
+    if file.contains("app.rancherdesktop.io") {
+        any(&["app"])
+    } else if file.contains("lima.rancherdesktop.io") {
+        any(&["limavm"])
+    } else {
+        // containers.rancherdesktop.io CRDs and the Container/ContainerNamespace policies.
+        any(&[
+            "engine",
+            "container",
+            "containernamespace",
+            "image",
+            "volume",
+        ])
+    }
+}
+
+/// Apply the CRDs of the enabled controllers, wait until they are established, then the
+/// admission policies.
+pub async fn install(client: &kube::Client, enabled: &[&str]) -> anyhow::Result<()> {
     let mut crd_names = Vec::new();
-    for (file, text) in CRDS {
+    for (file, text) in CRDS.iter().filter(|(f, _)| wanted(f, enabled)) {
         for obj in documents(text).with_context(|| format!("deploy/crds/{file}"))? {
             crd_names.push(
                 obj["metadata"]["name"]
@@ -147,7 +168,7 @@ pub async fn install(client: &kube::Client) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    for (file, text) in ADMISSION {
+    for (file, text) in ADMISSION.iter().filter(|(f, _)| wanted(f, enabled)) {
         for obj in documents(text).with_context(|| format!("deploy/admission/{file}"))? {
             apply(client, obj).await?;
         }
@@ -176,6 +197,10 @@ mod tests {
         let names = |l: &[(&str, &str)]| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>();
         assert_eq!(on_disk("deploy/crds"), names(CRDS));
         assert_eq!(on_disk("deploy/admission"), names(ADMISSION));
+        assert!(CRDS.iter().all(|(f, _)| !wanted(f, &[])));
+        assert!(wanted("apps.app.rancherdesktop.io.yaml", &["app"]));
+        assert!(!wanted("limavms.lima.rancherdesktop.io.yaml", &["app"]));
+        assert!(wanted("container-action.yaml", &["engine"]));
         for (f, t) in CRDS.iter().chain(ADMISSION) {
             let docs = documents(t).unwrap();
             assert!(!docs.is_empty(), "{f}");

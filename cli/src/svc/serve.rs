@@ -119,7 +119,7 @@ pub async fn run(inst: Instance, a: ServeArgs) -> anyhow::Result<i32> {
     let client = kube::Client::try_from(
         kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?,
     )?;
-    super::manifests::install(&client)
+    super::manifests::install(&client, &enabled)
         .await
         .context("installing deploy/ manifests")?;
     let kubeconfigs = super::supervise::identities(&inst, &procs, &server)?;

@@ -33,3 +33,22 @@ fn cp_python_client_list_watch_resume_apply_and_410() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("python client ok"));
 }
+
+#[test]
+fn cp_helm_v4_installs_upgrades_and_uninstalls_the_rdd_chart() {
+    let s = Server::start();
+    let python = repo_root().join(".venv/bin/python");
+    let out = std::process::Command::new(python)
+        .arg(fixture("helm_chart.py"))
+        .arg(s.kubeconfig())
+        .arg(repo_root().join("charts/rdd"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("helm chart ok"));
+}
