@@ -43,6 +43,21 @@ impl Instance {
             .and_then(|a| a.iter().find(|c| c["name"] == name).cloned())
             .unwrap_or(serde_json::Value::Null)
     }
+    /// Only the App CRD, no controller: nothing but the test writes App status.
+    fn start_bare(&self) {
+        let o = self.rdd(&["svc", "start", "--controllers="]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let crd = crate::harness::repo_root().join("deploy/crds/apps.app.rancherdesktop.io.yaml");
+        let o = self.kubectl(&["apply", "--server-side", "-f", crd.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/apps.app.rancherdesktop.io",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+
     fn kubectl(&self, args: &[&str]) -> Output {
         Command::new("kubectl")
             .args(args)
@@ -165,8 +180,7 @@ fn cli_bad_input_is_a_one_line_error_and_changes_nothing() {
     let o = inst.rdd(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2), "usage error");
 
-    let o = inst.rdd(&["svc", "start", "--controllers="]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    inst.start_bare();
     let o = inst.rdd(&["set", "--wait=false", "running=true"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let rv = |i: &Instance| {
@@ -211,8 +225,7 @@ fn cli_bad_input_is_a_one_line_error_and_changes_nothing() {
 #[test]
 fn cli_set_waits_for_its_own_generation_and_honours_wait_and_timeout_flags() {
     let inst = Instance::new();
-    let o = inst.rdd(&["svc", "start", "--controllers="]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    inst.start_bare();
     // --wait=false returns as soon as the write is accepted (no controller will ever settle).
     let t = Instant::now();
     let o = inst.rdd(&["set", "--wait=false", "running=true"]);
