@@ -1,0 +1,884 @@
+//! End to end: `rdd svc serve`, app-controller, limavm-controller (each with its own
+//! least-privilege identity) and `limactl-standin` as real processes, with the stand-in's host
+//! agent proxying the instance Docker socket to the machine's real Docker.
+//!
+//! Needs the sibling binaries built first:
+//! `cargo build -p rdd -p limavm-controller -p limactl-standin` (this test's own crate builds
+//! `app-controller`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+fn bin(name: &str) -> PathBuf {
+    let own = PathBuf::from(env!("CARGO_BIN_EXE_app-controller"));
+    let p = own.parent().unwrap().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p rdd -p limavm-controller -p limactl-standin` first",
+        p.display()
+    );
+    p
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn alive(pid: i32) -> bool {
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+fn read_pid(p: &Path) -> i32 {
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+struct Proc {
+    name: &'static str,
+    child: Child,
+    admin: u16,
+}
+
+impl Proc {
+    fn term(&mut self, wait: Duration) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One instance: API server, both controllers, the stand-in.
+struct Env {
+    home: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    suffix: String,
+    rdd: Option<Child>,
+    procs: Vec<Proc>,
+    client: Client,
+    boot_ms: u64,
+}
+
+impl Env {
+    async fn start(boot_ms: u64) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().to_path_buf();
+        let suffix = format!("av{}", std::process::id() % 1000);
+        let mut e = Env::start_in(home, &suffix, boot_ms).await;
+        e._tmp = Some(tmp);
+        e
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.home
+            .join(".local/share")
+            .join(format!("rancher-desktop-{}", self.suffix))
+    }
+
+    fn short_dir(&self) -> PathBuf {
+        self.home.join(format!(".rd{}", self.suffix))
+    }
+
+    fn instance_dir(&self) -> PathBuf {
+        self.short_dir().join("lima/rd")
+    }
+
+    fn cmd(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.env("HOME", &self.home)
+            .env("RDD_INSTANCE", &self.suffix)
+            .env_remove("RDD_KUBECONFIG")
+            .env_remove("KUBECONFIG");
+        c
+    }
+
+    async fn start_in(home: PathBuf, suffix: &str, boot_ms: u64) -> Env {
+        let tls = home
+            .join(".local/share")
+            .join(format!("rancher-desktop-{suffix}"));
+        let kubeconfig = tls.join("config.yaml");
+        let rdd = Command::new(bin("rdd"))
+            .args(["svc", "serve", "--secure-port", "0"])
+            .env("HOME", &home)
+            .env("RDD_INSTANCE", suffix)
+            .env("RDD_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start rdd svc serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !kubeconfig.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "rdd svc serve did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        let client = Client::try_from(cfg).unwrap();
+        let mut env = Env {
+            home,
+            _tmp: None,
+            suffix: suffix.to_string(),
+            rdd: Some(rdd),
+            procs: vec![],
+            client,
+            boot_ms,
+        };
+        env.install_crds().await;
+        env.discovery(&["app", "limavm"]).await;
+        env.start_limavm_controller();
+        // The LimaVM webhooks are registered by the controller itself.
+        let m: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+            Api::all(env.client.clone());
+        eventually("limavm-defaulter registered", 30, || async {
+            m.get_opt("limavm-defaulter").await.ok().flatten().is_some()
+        })
+        .await;
+        env.start_app_controller();
+        env
+    }
+
+    async fn install_crds(&self) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        for f in [
+            "apps.app.rancherdesktop.io.yaml",
+            "limavms.lima.rancherdesktop.io.yaml",
+        ] {
+            let text = std::fs::read_to_string(repo().join("deploy/crds").join(f)).unwrap();
+            let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
+            crds.create(&PostParams::default(), &crd).await.unwrap();
+            let name = crd.name_any();
+            eventually("CRD established", 15, || async {
+                crds.get(&name).await.ok().is_some_and(|c| {
+                    c.status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+            })
+            .await;
+        }
+    }
+
+    /// The discovery ConfigMap (resources.md §3.4) as a controller manager would publish it.
+    async fn discovery(&self, enabled: &[&str]) {
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), "rdd-system");
+        let entry = json!({"enabledControllers": enabled}).to_string();
+        cms.patch(
+            "rdd-controller-manager",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "rdd-controller-manager", "namespace": "rdd-system"},
+                "data": {"test": entry}})),
+        )
+        .await
+        .unwrap();
+    }
+
+    fn token(&self, controller: &str) -> PathBuf {
+        let path = self.dir().join(format!("{controller}.kubeconfig"));
+        let out = self
+            .cmd(&bin("rdd"))
+            .args([
+                "svc",
+                "token",
+                "create",
+                "--controller",
+                controller,
+                "--kubeconfig",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    }
+
+    fn start_limavm_controller(&mut self) {
+        let kc = self.token("limavm-controller");
+        let admin = free_port();
+        let child = self
+            .cmd(&bin("limavm-controller"))
+            .env("RDD_KUBECONFIG", kc)
+            .env("RDD_LIMACTL", bin("limactl-standin"))
+            .env("RDD_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+            .env("RDD_LOG_LEVEL", "info,kube=warn")
+            .env("LIMACTL_STANDIN_BOOT_MS", self.boot_ms.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.procs.push(Proc {
+            name: "limavm",
+            child,
+            admin,
+        });
+    }
+
+    fn start_app_controller(&mut self) {
+        let kc = self.token("app-controller");
+        let admin = free_port();
+        let child = self
+            .cmd(Path::new(env!("CARGO_BIN_EXE_app-controller")))
+            .env("RDD_KUBECONFIG", kc)
+            .env("RDD_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+            .env("RDD_LOG_LEVEL", "info,kube=warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.procs.push(Proc {
+            name: "app",
+            child,
+            admin,
+        });
+    }
+
+    fn proc(&mut self, name: &str) -> &mut Proc {
+        self.procs.iter_mut().find(|p| p.name == name).unwrap()
+    }
+
+    /// Sum of `controller_runtime_reconcile_total` of one controller process.
+    fn reconciles(&mut self, name: &str) -> u64 {
+        let port = self.proc(name).admin;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body.lines()
+            .filter(|l| l.starts_with("controller_runtime_reconcile_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    fn apps(&self) -> Api<Value2> {
+        Api::all_with(self.client.clone(), &app_resource())
+    }
+
+    fn vms(&self, ns: &str) -> Api<Value2> {
+        Api::namespaced_with(self.client.clone(), ns, &vm_resource())
+    }
+
+    async fn create_app(&self, running: bool, ns: &str) {
+        let app: Value2 = serde_json::from_value(json!({
+            "apiVersion": "app.rancherdesktop.io/v1alpha1", "kind": "App",
+            "metadata": {"name": "app"},
+            "spec": {"running": running, "namespace": ns}
+        }))
+        .unwrap();
+        self.apps()
+            .create(&PostParams::default(), &app)
+            .await
+            .unwrap();
+    }
+
+    async fn app(&self) -> Value {
+        serde_json::to_value(self.apps().get("app").await.unwrap()).unwrap()
+    }
+
+    async fn set_app(&self, spec: Value) -> i64 {
+        let a = self
+            .apps()
+            .patch(
+                "app",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
+            .await
+            .unwrap();
+        a.metadata.generation.unwrap()
+    }
+
+    /// Wait for App `Settled=True` with observedGeneration ≥ `generation` (as `rdd set` will).
+    async fn wait_settled(&self, generation: i64, secs: u64) -> Value {
+        let apps = self.apps();
+        let mut last = Value::Null;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(a) = apps.get("app").await {
+                let v = serde_json::to_value(&a).unwrap();
+                if let Some(c) = cond(&v, "Settled")
+                    && c["status"] == "True"
+                    && c["observedGeneration"].as_i64().unwrap_or(0) >= generation
+                {
+                    return v;
+                }
+                last = v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "App did not settle for generation {generation}: {}",
+                serde_json::to_string_pretty(&last["status"]).unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn agent_pid(&self) -> i32 {
+        read_pid(&self.instance_dir().join("ha.pid"))
+    }
+
+    /// Stop everything this environment started, controllers first (the limavm-controller
+    /// interrupts its host agents), then kill any stand-in process left behind.
+    fn stop(&mut self) {
+        for p in self.procs.iter_mut().rev() {
+            p.term(Duration::from_secs(50));
+        }
+        self.procs.clear();
+        if let Ok(d) = std::fs::read_dir(self.short_dir().join("lima")) {
+            for e in d.filter_map(Result::ok) {
+                for f in ["ha.pid", "qemu.pid"] {
+                    let pid = read_pid(&e.path().join(f));
+                    if alive(pid) {
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+        if let Some(mut c) = self.rdd.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+type Value2 = kube::core::DynamicObject;
+
+fn app_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "app.rancherdesktop.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "app.rancherdesktop.io/v1alpha1".into(),
+        kind: "App".into(),
+        plural: "apps".into(),
+    }
+}
+
+fn vm_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "lima.rancherdesktop.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "lima.rancherdesktop.io/v1alpha1".into(),
+        kind: "LimaVM".into(),
+        plural: "limavms".into(),
+    }
+}
+
+fn cond<'a>(obj: &'a Value, t: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+}
+
+async fn eventually<F, Fut>(what: &str, secs: u64, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// GET /_ping through a Unix socket (the forwarded Docker socket).
+fn docker_ping(sock: &Path) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+async fn vm_json(env: &Env, ns: &str) -> Option<Value> {
+    env.vms(ns)
+        .get_opt("rd")
+        .await
+        .unwrap()
+        .map(|v| serde_json::to_value(v).unwrap())
+}
+
+async fn wait_gone(env: &Env, secs: u64) {
+    let apps = env.apps();
+    eventually("App deleted", secs, || async {
+        apps.get_opt("app").await.unwrap().is_none()
+    })
+    .await;
+}
+
+/// App create → LimaVM Running → App Running=True with the App's generation (R-APP-S2) →
+/// Settled; the engine's Docker socket works; idle passes write nothing (R-APP-D3); stop;
+/// events (R-APP-S6); deletion removes LimaVM, both ConfigMaps (R-APP-S4), the namespace, the
+/// host agent and the instance directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_app_s2_s4_s6_d3_lifecycle_with_real_docker() {
+    let mut env = Env::start(300).await;
+    let ns = "appns";
+    env.create_app(true, ns).await;
+    let started = Instant::now();
+    let app = env.wait_settled(1, 60).await;
+    eprintln!("create → Settled=True: {:?}", started.elapsed());
+    let generation = app["metadata"]["generation"].as_i64().unwrap();
+    let running = cond(&app, "Running").unwrap();
+    assert_eq!(running["status"], "True");
+    assert_eq!(running["reason"], "Started");
+    assert_eq!(
+        running["observedGeneration"].as_i64(),
+        Some(generation),
+        "R-APP-S2"
+    );
+    let vm = vm_json(&env, ns).await.unwrap();
+    assert_eq!(
+        cond(&vm, "Running").unwrap()["lastTransitionTime"],
+        running["lastTransitionTime"],
+        "mirrored lastTransitionTime"
+    );
+    assert!(
+        vm["metadata"]["finalizers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "rdd.rancherdesktop.io/owned-by-App")
+    );
+    // The engine is up: the instance Docker socket reaches the real Docker.
+    let sock = env.short_dir().join("docker.sock");
+    let ping = docker_ping(&sock).expect("docker socket served by the stand-in");
+    assert!(ping.contains("200 OK") && ping.ends_with("OK"), "{ping}");
+    // The input ConfigMap is gone once the LimaVM exists (R-APP-I2); the copy has the rendering.
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), ns);
+    eventually("input rd deleted", 10, || async {
+        cms.get_opt("rd").await.unwrap().is_none()
+    })
+    .await;
+    let copy = cms.get("rd-template").await.unwrap();
+    assert!(copy.data.unwrap()["template"].contains("\nparam:\n"));
+
+    // R-APP-D3 / idle passes: poke the LimaVM with an annotation 10 times; both controllers
+    // run a pass each time and write nothing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let app_rv = env.app().await["metadata"]["resourceVersion"].clone();
+    let vms = env.vms(ns);
+    for i in 0..10 {
+        let (a0, l0) = (env.reconciles("app"), env.reconciles("limavm"));
+        let poked = vms
+            .patch(
+                "rd",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"test/poke": i.to_string()}}})),
+            )
+            .await
+            .unwrap();
+        let rv = poked.resource_version();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while env.reconciles("app") <= a0 || env.reconciles("limavm") <= l0 {
+            assert!(Instant::now() < deadline, "no reconcile after poke {i}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            vms.get("rd").await.unwrap().resource_version(),
+            rv,
+            "LimaVM written on idle pass {i}"
+        );
+        assert_eq!(
+            env.app().await["metadata"]["resourceVersion"],
+            app_rv,
+            "App written on idle pass {i}"
+        );
+    }
+
+    // Stop.
+    let pid = env.agent_pid();
+    assert!(alive(pid));
+    let g = env.set_app(json!({"running": false})).await;
+    let app = env.wait_settled(g, 60).await;
+    assert_eq!(cond(&app, "Running").unwrap()["reason"], "Stopped");
+    eventually("host agent exited", 10, || async { !alive(pid) }).await;
+    assert!(
+        !sock.exists(),
+        "the Docker socket is removed when the VM stops"
+    );
+    // A no-op stop settles at once.
+    let g2 = env
+        .set_app(json!({"running": false, "containerEngine": {"name": "moby"}}))
+        .await;
+    env.wait_settled(g2, 10).await;
+
+    // R-APP-S6: lifecycle events on the App.
+    let events: Api<Event> = Api::all(env.client.clone());
+    let list = events.list(&Default::default()).await.unwrap();
+    let reasons: Vec<String> = list
+        .items
+        .iter()
+        .filter(|e| e.involved_object.kind.as_deref() == Some("App"))
+        .filter_map(|e| e.reason.clone())
+        .collect();
+    assert!(reasons.iter().any(|r| r == "LimaVMCreated"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "RunningPropagated"),
+        "{reasons:?}"
+    );
+
+    // Start again, then delete the App while running.
+    let g = env.set_app(json!({"running": true})).await;
+    env.wait_settled(g, 60).await;
+    let pid = env.agent_pid();
+    env.apps()
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&env, 60).await;
+    assert!(vm_json(&env, ns).await.is_none());
+    assert!(cms.get_opt("rd").await.unwrap().is_none(), "R-APP-S4: rd");
+    assert!(
+        cms.get_opt("rd-template").await.unwrap().is_none(),
+        "R-APP-S4: rd-template"
+    );
+    assert!(!alive(pid), "no host agent remains");
+    assert!(
+        !env.instance_dir().exists(),
+        "no instance directory remains"
+    );
+    let nss: Api<Namespace> = Api::all(env.client.clone());
+    let n = nss.get_opt(ns).await.unwrap();
+    assert!(
+        n.is_none_or(|n| n.metadata.deletion_timestamp.is_some()),
+        "owned namespace deleted"
+    );
+    env.stop();
+}
+
+/// Apply one `<Kind>sSynced` condition as a mirror controller would (SSA, its own manager).
+async fn synced(env: &Env, kind: &str, status: &str, reason: &str, generation: i64) {
+    let now = chrono_now();
+    env.apps()
+        .patch_status(
+            "app",
+            &PatchParams::apply(&format!("{}-mirror", kind.to_lowercase())).force(),
+            &Patch::Apply(
+                json!({"apiVersion": "app.rancherdesktop.io/v1alpha1", "kind": "App",
+                "status": {"conditions": [{"type": format!("{kind}sSynced"), "status": status,
+                    "reason": reason, "message": format!("{kind} {reason}"),
+                    "observedGeneration": generation, "lastTransitionTime": now}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+}
+
+fn chrono_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// With the engine enabled, `Settled` waits for `ContainerEngineReady`, which the app-controller
+/// derives from the three `<Kind>sSynced` conditions the mirror controllers write (written here
+/// by the test in their place); `running=false` settles only after every kind reported its
+/// sweep (`Stopped`) for the new generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_follows_the_synced_conditions_of_the_mirrors() {
+    let env = Env::start(200).await;
+    env.discovery(&["app", "limavm", "engine"]).await;
+    env.create_app(true, "default").await;
+    let apps = env.apps();
+    eventually("Settled=False/WaitingForEngine", 60, || async {
+        let a = serde_json::to_value(apps.get("app").await.unwrap()).unwrap();
+        cond(&a, "Running").is_some_and(|c| c["status"] == "True")
+            && cond(&a, "Settled").is_some_and(|c| c["reason"] == "WaitingForEngine")
+    })
+    .await;
+    let g = env.app().await["metadata"]["generation"].as_i64().unwrap();
+    for k in ["Container", "Image"] {
+        synced(&env, k, "True", "Connected", g).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = env.app().await;
+    assert_eq!(
+        cond(&a, "Settled").unwrap()["status"],
+        "False",
+        "two of three kinds are not enough"
+    );
+    synced(&env, "Volume", "True", "Connected", g).await;
+    let a = env.wait_settled(g, 10).await;
+    let cer = cond(&a, "ContainerEngineReady").unwrap();
+    assert_eq!(
+        (cer["status"].as_str(), cer["reason"].as_str()),
+        (Some("True"), Some("Connected"))
+    );
+    assert!(
+        cond(&a, "ContainersSynced").is_some(),
+        "other writers' conditions survive"
+    );
+
+    let g2 = env.set_app(json!({"running": false})).await;
+    eventually("VM stopped", 30, || async {
+        let a = serde_json::to_value(apps.get("app").await.unwrap()).unwrap();
+        cond(&a, "Running").is_some_and(|c| c["reason"] == "Stopped")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = env.app().await;
+    assert_eq!(
+        cond(&a, "Settled").unwrap()["reason"],
+        "EngineStale",
+        "not settled before the sweep"
+    );
+    synced(&env, "Container", "False", "Stopped", g2).await;
+    synced(&env, "Image", "False", "Stopped", g2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = env.app().await;
+    assert_eq!(
+        cond(&a, "Settled").unwrap()["status"],
+        "False",
+        "one kind still sweeping"
+    );
+    synced(&env, "Volume", "False", "Stopped", g2).await;
+    env.wait_settled(g2, 10).await;
+}
+
+/// R-APP-S7 (a bogus `rd` is overwritten), R-APP-D1/T1 (a LimaVM deleted while the App exists
+/// is recreated), R-APP-T4 (App deleted while the VM is starting: teardown completes, no host
+/// agent and no instance directory remain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_app_s7_d1_t1_t4_recreate_and_delete_while_starting() {
+    let env = Env::start(30_000).await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let bogus: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "rd"}, "data": {"template": "bogus: true\n"}}),
+    )
+    .unwrap();
+    cms.create(&PostParams::default(), &bogus).await.unwrap();
+    env.create_app(false, "default").await;
+    eventually("rd-template with the rendering", 30, || async {
+        cms.get_opt("rd-template").await.unwrap().is_some_and(|c| {
+            c.data
+                .unwrap_or_default()
+                .get("template")
+                .is_some_and(|t| t.contains("\nparam:\n"))
+        })
+    })
+    .await;
+    env.wait_settled(1, 30).await;
+    let vms = env.vms("default");
+    let uid = vms.get("rd").await.unwrap().uid().unwrap();
+    // The DELETE validator refuses while the App owns it ...
+    let err = vms
+        .delete("rd", &DeleteParams::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("owned by App"), "{err}");
+    // ... so take admission out of the way, as the spec's D1 test does.
+    let v: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(env.client.clone());
+    v.delete("limavm-validator", &DeleteParams::default())
+        .await
+        .unwrap();
+    vms.delete("rd", &DeleteParams::default()).await.unwrap();
+    eventually("LimaVM recreated with a new UID", 30, || async {
+        vms.get_opt("rd").await.unwrap().is_some_and(|o| {
+            o.uid() != Some(uid.clone()) && o.metadata.deletion_timestamp.is_none()
+        })
+    })
+    .await;
+    env.wait_settled(1, 30).await;
+    // Start (the stand-in boots for 30 s), then delete the App while Starting.
+    env.set_app(json!({"running": true})).await;
+    eventually("host agent started", 30, || async {
+        alive(env.agent_pid())
+    })
+    .await;
+    let pid = env.agent_pid();
+    let vm = vm_json(&env, "default").await.unwrap();
+    assert_ne!(
+        cond(&vm, "Running").map(|c| c["status"].clone()),
+        Some(json!("True"))
+    );
+    env.apps()
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&env, 60).await;
+    assert!(!alive(pid), "R-APP-T4: no host agent remains");
+    assert!(
+        !env.instance_dir().exists(),
+        "R-APP-T4: no instance directory remains"
+    );
+    assert!(cms.get_opt("rd").await.unwrap().is_none());
+    assert!(cms.get_opt("rd-template").await.unwrap().is_none());
+}
+
+/// Template change restarts the VM once and keeps `Settled=False/ApplyingTemplate` until it is
+/// applied; the restart annotation restarts exactly once; a SIGKILLed host agent is detected and
+/// restarted; an orphaned agent of a killed controller is found and killed (limavm §3.6, §3.7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_change_restart_annotation_crash_and_orphan() {
+    let mut env = Env::start(300).await;
+    env.create_app(true, "default").await;
+    env.wait_settled(1, 60).await;
+    let vms = env.vms("default");
+    let count = |v: &Value| v["status"]["restartCount"].as_i64().unwrap_or(0);
+    let vm = vm_json(&env, "default").await.unwrap();
+    assert_eq!(count(&vm), 1);
+
+    // Template change.
+    let pid = env.agent_pid();
+    let g = env
+        .set_app(json!({"containerEngine": {"name": "containerd"}}))
+        .await;
+    let apps = env.apps();
+    let mut saw_applying = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = serde_json::to_value(apps.get("app").await.unwrap()).unwrap();
+        let s = cond(&a, "Settled").unwrap();
+        if s["reason"] == "ApplyingTemplate" {
+            saw_applying = true;
+        }
+        if s["status"] == "True" && s["observedGeneration"].as_i64() == Some(g) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "template change did not settle: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        saw_applying,
+        "Settled=False/ApplyingTemplate while the template is applied"
+    );
+    let vm = vm_json(&env, "default").await.unwrap();
+    assert_eq!(count(&vm), 2, "restarted once");
+    assert!(!alive(pid), "the old host agent is gone");
+    let lima_yaml = std::fs::read_to_string(env.instance_dir().join("lima.yaml")).unwrap();
+    assert!(lima_yaml.contains("CONTAINER_ENGINE: containerd"));
+
+    // Restart annotation: exactly one restart.
+    vms.patch("rd", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"lima.rancherdesktop.io/restartRequested": "2026-01-01T00:00:00Z"}}})))
+        .await
+        .unwrap();
+    eventually("restarted by the annotation", 30, || async {
+        let v = vm_json(&env, "default").await.unwrap();
+        count(&v) == 3
+            && v["metadata"]["annotations"]
+                .get("lima.rancherdesktop.io/restartRequested")
+                .is_none()
+            && cond(&v, "Running").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&vm_json(&env, "default").await.unwrap()),
+        3,
+        "exactly once"
+    );
+
+    // SIGKILL the host agent: detected, restarted (G-4 backoff: first restart after ~1 s).
+    let pid = env.agent_pid();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let killed = Instant::now();
+    eventually("restarted after SIGKILL", 30, || async {
+        let v = vm_json(&env, "default").await.unwrap();
+        count(&v) == 4 && cond(&v, "Running").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+    eprintln!("SIGKILL → Running again: {:?}", killed.elapsed());
+    let new_pid = env.agent_pid();
+    assert!(alive(new_pid) && new_pid != pid);
+    // The host agent is in its own process group (R-ENG-S12).
+    assert_eq!(unsafe { libc::getpgid(new_pid) }, new_pid);
+
+    // Orphan: the controller dies with SIGKILL; its agent survives; a new controller kills it
+    // and starts a fresh one.
+    let c = env.proc("limavm");
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    env.procs.retain(|p| p.name != "limavm");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        alive(new_pid),
+        "the host agent outlives a killed controller"
+    );
+    env.start_limavm_controller();
+    eventually("orphan killed and VM running again", 60, || async {
+        let v = vm_json(&env, "default").await.unwrap();
+        !alive(new_pid)
+            && alive(env.agent_pid())
+            && cond(&v, "Running").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+}
+
+/// Two instances under one HOME share no port, socket or directory (R-ENG-L1, R-APP-T7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_side_by_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = std::process::id() % 1000;
+    let a = Env::start_in(tmp.path().to_path_buf(), &format!("x{base}"), 200).await;
+    let b = Env::start_in(tmp.path().to_path_buf(), &format!("y{base}"), 200).await;
+    a.create_app(true, "default").await;
+    b.create_app(true, "default").await;
+    a.wait_settled(1, 60).await;
+    b.wait_settled(1, 60).await;
+    assert_ne!(a.instance_dir(), b.instance_dir());
+    for e in [&a, &b] {
+        let ping = docker_ping(&e.short_dir().join("docker.sock")).unwrap();
+        assert!(ping.contains("200 OK"));
+        let t = std::fs::read_to_string(e.instance_dir().join("lima.yaml")).unwrap();
+        assert!(t.contains(&format!("{}/docker.sock", e.short_dir().display())));
+        assert!(!t.contains("localPort:"));
+    }
+    assert_ne!(a.agent_pid(), b.agent_pid());
+    let port = |e: &Env| {
+        let t = std::fs::read_to_string(e.dir().join("config.yaml")).unwrap();
+        let i = t.find("https://127.0.0.1:").unwrap() + "https://127.0.0.1:".len();
+        t[i..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+    };
+    assert_ne!(port(&a), port(&b));
+}
