@@ -830,6 +830,21 @@ async fn template_change_restart_annotation_crash_and_orphan() {
     assert!(alive(new_pid) && new_pid != pid);
     // The host agent is in its own process group (R-ENG-S12).
     assert_eq!(unsafe { libc::getpgid(new_pid) }, new_pid);
+    // G-4: a crash right after a crash restart waits for the backoff (2 s after that restart).
+    unsafe { libc::kill(new_pid, libc::SIGKILL) };
+    let killed = Instant::now();
+    eventually("restarted after the second SIGKILL", 30, || async {
+        let v = vm_json(&env, "default").await.unwrap();
+        count(&v) == 5 && cond(&v, "Running").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+    let second = killed.elapsed();
+    eprintln!("second SIGKILL → Running again: {second:?}");
+    assert!(
+        second >= Duration::from_secs(1),
+        "crash loop restarts back off: {second:?}"
+    );
+    let new_pid = env.agent_pid();
 
     // Orphan: the controller dies with SIGKILL; its agent survives; a new controller kills it
     // and starts a fresh one.
@@ -881,4 +896,190 @@ async fn two_instances_side_by_side() {
             .collect::<String>()
     };
     assert_ne!(port(&a), port(&b));
+}
+
+/// One injected admission failure: requests matching (operation, resource, name) are denied
+/// with `code` while `remaining` > 0 (u32::MAX: until cleared).
+#[derive(Clone)]
+struct Fault {
+    operation: &'static str,
+    resource: &'static str,
+    name: &'static str,
+    code: u16,
+    remaining: u32,
+    hits: u32,
+}
+
+type Faults = std::sync::Arc<std::sync::Mutex<Vec<Fault>>>;
+
+/// A validating webhook served by this test that injects failures (code 409 Conflict, 500)
+/// into chosen writes.
+async fn fault_webhook(env: &Env) -> Faults {
+    use kube::core::admission::AdmissionResponse;
+    let faults: Faults = Default::default();
+    let f2 = faults.clone();
+    let routes = rdd_kit::webhook::Routes::default().handle("/fault", move |req| {
+        let op = format!("{:?}", req.operation).to_uppercase();
+        let mut all = f2.lock().unwrap();
+        for f in all.iter_mut() {
+            if f.operation == op
+                && f.resource == req.resource.resource
+                && f.name == req.name
+                && f.remaining > 0
+            {
+                f.remaining = f.remaining.saturating_sub(1);
+                f.hits += 1;
+                let mut r = AdmissionResponse::from(req).deny(format!("injected {}", f.code));
+                r.result.code = f.code;
+                r.result.reason = if f.code == 409 {
+                    "Conflict".into()
+                } else {
+                    "InternalError".into()
+                };
+                return r;
+            }
+        }
+        AdmissionResponse::from(req)
+    });
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.self_signed(&key).unwrap();
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(cert.pem());
+    let addr = rdd_kit::webhook::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        &cert.pem(),
+        &key.serialize_pem(),
+        routes,
+    )
+    .await
+    .unwrap();
+    let v: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(env.client.clone());
+    let cfg = serde_json::from_value(json!({
+        "metadata": {"name": "test-faults"},
+        "webhooks": [{"name": "faults.test.rdd.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Ignore",
+            "clientConfig": {"url": format!("https://{addr}/fault"), "caBundle": ca},
+            "rules": [
+                {"apiGroups": ["lima.rancherdesktop.io"], "apiVersions": ["v1alpha1"], "resources": ["limavms"], "operations": ["CREATE", "UPDATE"]},
+                {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"], "operations": ["DELETE"]}
+            ]}]
+    }))
+    .unwrap();
+    v.create(&PostParams::default(), &cfg).await.unwrap();
+    faults
+}
+
+fn inject(faults: &Faults, f: Fault) {
+    faults.lock().unwrap().push(f);
+}
+
+fn hits(faults: &Faults, operation: &str, resource: &str) -> u32 {
+    faults
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|f| f.operation == operation && f.resource == resource)
+        .map(|f| f.hits)
+        .sum()
+}
+
+fn fault(
+    operation: &'static str,
+    resource: &'static str,
+    name: &'static str,
+    code: u16,
+    remaining: u32,
+) -> Fault {
+    Fault {
+        operation,
+        resource,
+        name,
+        code,
+        remaining,
+        hits: 0,
+    }
+}
+
+/// Injected failures: a transient error between creating `rd` and the LimaVM leaks nothing; a
+/// 409 while propagating `running` is retried (R-APP-T5); an error deleting a child during
+/// teardown keeps the App's finalizer until the child is gone (R-APP-I4); the LimaVM deletion
+/// requested before the App's still completes the teardown (R-APP-I1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_app_t5_i4_i1_injected_failures_are_retried() {
+    let env = Env::start(200).await;
+    let faults = fault_webhook(&env).await;
+    inject(&faults, fault("CREATE", "limavms", "rd", 500, 1));
+    env.create_app(false, "default").await;
+    env.wait_settled(1, 60).await;
+    assert_eq!(
+        hits(&faults, "CREATE", "limavms"),
+        1,
+        "the first LimaVM create failed"
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    eventually("no input ConfigMap left", 10, || async {
+        cms.get_opt("rd").await.unwrap().is_none()
+    })
+    .await;
+
+    // R-APP-T5: the running patch meets one 409 and is retried.
+    inject(&faults, fault("UPDATE", "limavms", "rd", 409, 1));
+    let g = env.set_app(json!({"running": true})).await;
+    env.wait_settled(g, 60).await;
+    assert_eq!(
+        hits(&faults, "UPDATE", "limavms"),
+        1,
+        "the injected conflict was met"
+    );
+    assert_eq!(
+        vm_json(&env, "default").await.unwrap()["spec"]["running"],
+        true
+    );
+
+    // R-APP-I4: deleting a lingering input ConfigMap fails until cleared.
+    inject(&faults, fault("DELETE", "configmaps", "rd", 500, u32::MAX));
+    let lingering: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "rd"}, "data": {"template": "x: 1\n"}}))
+            .unwrap();
+    cms.create(&PostParams::default(), &lingering)
+        .await
+        .unwrap();
+    // R-APP-I1: the LimaVM's deletion is requested first (admission out of the way).
+    let v: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(env.client.clone());
+    v.delete("limavm-validator", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.vms("default")
+        .delete("rd", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.apps()
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("LimaVM gone", 60, || async {
+        vm_json(&env, "default").await.is_none()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let app = env.app().await;
+    assert!(
+        app["metadata"]["finalizers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "rdd.rancherdesktop.io/cleanup"),
+        "R-APP-I4: the App keeps its finalizer while a child cannot be deleted"
+    );
+    assert!(cms.get_opt("rd").await.unwrap().is_some());
+    faults.lock().unwrap().clear();
+    wait_gone(&env, 60).await;
+    assert!(cms.get_opt("rd").await.unwrap().is_none());
+    assert!(!env.instance_dir().exists());
 }
