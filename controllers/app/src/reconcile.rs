@@ -548,3 +548,25 @@ async fn teardown(app: &App, ctx: &Ctx) -> Result<Action, Error> {
     rdd_kit::finalizer::remove(&apps, &app.name_any(), names::CLEANUP_FINALIZER).await?;
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_port_prefers_the_instance_port_and_falls_back_to_a_free_one() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = held.local_addr().unwrap().port() as u32;
+        let p = probe_port(busy);
+        assert!(
+            p > 0 && p as u32 != busy,
+            "a taken port falls back to a free one"
+        );
+        drop(held);
+        assert_eq!(
+            probe_port(busy),
+            busy as i32,
+            "a free preferred port is used"
+        );
+    }
+}

@@ -233,7 +233,7 @@ impl Env {
             .env("RDD_KUBECONFIG", kc)
             .env("RDD_LIMACTL", bin("limactl-standin"))
             .env("RDD_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
-            .env("RDD_LOG_LEVEL", "info,kube=warn")
+            .env("RDD_LOG_LEVEL", "warn")
             .env("LIMACTL_STANDIN_BOOT_MS", self.boot_ms.to_string())
             .stdout(Stdio::null())
             .spawn()
@@ -252,7 +252,7 @@ impl Env {
             .cmd(Path::new(env!("CARGO_BIN_EXE_app-controller")))
             .env("RDD_KUBECONFIG", kc)
             .env("RDD_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
-            .env("RDD_LOG_LEVEL", "info,kube=warn")
+            .env("RDD_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -619,7 +619,7 @@ fn chrono_now() -> String {
 /// by the test in their place); `running=false` settles only after every kind reported its
 /// sweep (`Stopped`) for the new generation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settled_follows_the_synced_conditions_of_the_mirrors() {
+async fn settled_follows_the_synced_conditions_of_the_mirrors_and_r_app_t9() {
     let env = Env::start(200).await;
     env.discovery(&["app", "limavm", "engine"]).await;
     env.create_app(true, "default").await;
@@ -677,6 +677,36 @@ async fn settled_follows_the_synced_conditions_of_the_mirrors() {
     );
     synced(&env, "Volume", "False", "Stopped", g2).await;
     env.wait_settled(g2, 10).await;
+
+    // R-APP-T9: a LimaVM whose deletion never completes (a foreign finalizer) keeps the App in
+    // teardown, polling, without deadlock; removing the finalizer lets the App go.
+    let vms = env.vms("default");
+    vms.patch("rd", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": ["rdd.rancherdesktop.io/cleanup", "rdd.rancherdesktop.io/owned-by-App", "test.rdd.io/hold"]}})))
+        .await
+        .unwrap();
+    env.apps()
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("LimaVM held only by the foreign finalizer", 30, || async {
+        vm_json(&env, "default")
+            .await
+            .is_some_and(|v| v["metadata"]["finalizers"] == json!(["test.rdd.io/hold"]))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        env.apps().get_opt("app").await.unwrap().is_some(),
+        "the App waits for its LimaVM"
+    );
+    vms.patch(
+        "rd",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    wait_gone(&env, 30).await;
 }
 
 /// R-APP-S7 (a bogus `rd` is overwritten), R-APP-D1/T1 (a LimaVM deleted while the App exists
