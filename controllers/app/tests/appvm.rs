@@ -1113,3 +1113,56 @@ async fn r_app_t5_i4_i1_injected_failures_are_retried() {
     assert!(cms.get_opt("rd").await.unwrap().is_none());
     assert!(!env.instance_dir().exists());
 }
+
+/// R-APP-S8: when the LimaVM's own cleanup never ran (its controller is gone and its finalizer
+/// was stripped), App teardown still removes the lingering `rd-template`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_app_s8_teardown_removes_a_lingering_template_copy() {
+    let mut env = Env::start(200).await;
+    env.create_app(false, "default").await;
+    env.wait_settled(1, 60).await;
+    env.proc("limavm").term(Duration::from_secs(50));
+    env.procs.retain(|p| p.name != "limavm");
+    let v: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(env.client.clone());
+    let m: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        Api::all(env.client.clone());
+    v.delete("limavm-validator", &DeleteParams::default())
+        .await
+        .unwrap();
+    v.delete("limavm-configmap-validator", &DeleteParams::default())
+        .await
+        .unwrap();
+    m.delete("limavm-defaulter", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.apps()
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    let vms = env.vms("default");
+    eventually("LimaVM terminating without owned-by-App", 30, || async {
+        vm_json(&env, "default").await.is_some_and(|v| {
+            v["metadata"]["deletionTimestamp"].is_string()
+                && v["metadata"]["finalizers"] == json!(["rdd.rancherdesktop.io/cleanup"])
+        })
+    })
+    .await;
+    vms.patch(
+        "rd",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    assert!(
+        cms.get_opt("rd-template").await.unwrap().is_some(),
+        "the copy lingers"
+    );
+    wait_gone(&env, 30).await;
+    assert!(
+        cms.get_opt("rd-template").await.unwrap().is_none(),
+        "R-APP-S8"
+    );
+}
