@@ -1166,3 +1166,106 @@ async fn r_app_s8_teardown_removes_a_lingering_template_copy() {
         "R-APP-S8"
     );
 }
+
+/// The LimaVM webhooks (resources.md §2.6) served by limavm-controller, on a standalone LimaVM:
+/// the defaulter adds the cleanup finalizer and the template copy, names are unique across
+/// namespaces, template ConfigMaps are validated through `limactl template validate`, and the
+/// standalone VM runs and is deleted with its copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limavm_webhooks_and_a_standalone_vm() {
+    let env = Env::start(100).await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let bad: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "bad", "labels": {"lima.rancherdesktop.io/template-configmap": "true"}},
+        "data": {"template": "arch: cray-1\n"}}))
+    .unwrap();
+    let err = cms
+        .create(&PostParams::default(), &bad)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("failed to validate template")
+            && err.contains("field `arch`")
+            && err.contains("got `cray-1`"),
+        "{err}"
+    );
+    let empty: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "empty", "labels": {"lima.rancherdesktop.io/template-configmap": "true"}},
+        "data": {"other": "x"}}))
+    .unwrap();
+    let err = cms
+        .create(&PostParams::default(), &empty)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("template ConfigMap must have a \"template\" data entry"),
+        "{err}"
+    );
+
+    let src: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "src"}, "data": {"template": "images:\n- location: https://example.invalid/a.raw.xz\n  arch: x86_64\n"}})).unwrap();
+    cms.create(&PostParams::default(), &src).await.unwrap();
+    let vm = |ns: &str| -> Value2 {
+        serde_json::from_value(
+            json!({"apiVersion": "lima.rancherdesktop.io/v1alpha1", "kind": "LimaVM",
+            "metadata": {"name": "solo", "namespace": ns},
+            "spec": {"templateRef": {"name": "src", "namespace": "default"}, "running": true}}),
+        )
+        .unwrap()
+    };
+    let created = env
+        .vms("default")
+        .create(&PostParams::default(), &vm("default"))
+        .await
+        .unwrap();
+    assert_eq!(created.finalizers(), ["rdd.rancherdesktop.io/cleanup"]);
+    let copy = cms.get("solo-template").await.unwrap();
+    assert_eq!(copy.finalizers(), ["rdd.rancherdesktop.io/owned-by-LimaVM"]);
+    assert_eq!(
+        copy.data.unwrap()["template"],
+        src.data.unwrap()["template"]
+    );
+    let nss: Api<Namespace> = Api::all(env.client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let err = env
+        .vms("other")
+        .create(&PostParams::default(), &vm("other"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("LimaVM name \"solo\" is already used in namespace \"default\""),
+        "{err}"
+    );
+    // The owned copy cannot be deleted on its own.
+    let err = cms
+        .delete("solo-template", &DeleteParams::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("owned by LimaVM"), "{err}");
+
+    let vms = env.vms("default");
+    eventually("standalone VM running", 30, || async {
+        vms.get("solo").await.ok().is_some_and(|v| {
+            let v = serde_json::to_value(v).unwrap();
+            cond(&v, "Running").is_some_and(|c| c["status"] == "True")
+                && v["status"]["templateConfigMap"] == "solo-template"
+        })
+    })
+    .await;
+    let pid = read_pid(&env.short_dir().join("lima/solo/ha.pid"));
+    assert!(alive(pid));
+    vms.delete("solo", &DeleteParams::default()).await.unwrap();
+    eventually("standalone VM deleted", 30, || async {
+        vms.get_opt("solo").await.unwrap().is_none()
+    })
+    .await;
+    assert!(!alive(pid));
+    assert!(cms.get_opt("solo-template").await.unwrap().is_none());
+    assert!(!env.short_dir().join("lima/solo").exists());
+}
