@@ -382,60 +382,111 @@ async fn template_change(
 /// | Stopped | false | `Running=False/Stopped` |
 /// | Unknown: inspect Running/Broken | – | orphan: kill (interrupt first), requeue 1 s |
 /// | Unknown: otherwise | true / false | start / `Running=False/Stopped` |
+/// What §3.6 asks for, decided from the observed state alone (pure; the table above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunAction {
+    /// `Running=Unknown/Reconciling`.
+    MarkReconciling,
+    /// Graceful stop; `restartNeeded=false` + `Running=False/Stopped` ("Stopped for restart").
+    StopForRestart,
+    /// Nothing now: the watcher wakes us when boot completes.
+    WaitForBoot,
+    /// `restartNeeded=false`.
+    ClearRestart,
+    /// Ensure `Running=False/Starting`.
+    MarkStarting,
+    /// `Running=True/Started` + restartCount+1.
+    MarkStarted,
+    /// Nothing to write.
+    Nothing,
+    /// The agent died while it should run: backoff, force-stop leftovers, start.
+    RestartAfterCrash,
+    /// Stop (graceful first) and verify.
+    Stop,
+    /// Forget the watcher; ensure `Running=False/Stopped`.
+    MarkStopped,
+    /// No watcher: inspect, then orphan kill / start / `Running=False/Stopped`.
+    Inspect,
+}
+
+pub fn decide_running(
+    phase: Option<Phase>,
+    should_run: bool,
+    restart_needed: bool,
+    running: Option<&conditions::Condition>,
+) -> RunAction {
+    use RunAction::*;
+    if should_run && phase.is_none() && !is(running, "Unknown", "Reconciling") {
+        return MarkReconciling;
+    }
+    if restart_needed {
+        return match phase {
+            Some(Phase::Running) => StopForRestart,
+            Some(Phase::Starting) => WaitForBoot,
+            Some(Phase::Stopped) | None => ClearRestart,
+        };
+    }
+    match (phase, should_run) {
+        (Some(Phase::Starting), true) => MarkStarting,
+        (Some(Phase::Running), true) if is(running, "True", "Started") => Nothing,
+        (Some(Phase::Running), true) => MarkStarted,
+        (Some(Phase::Stopped), true) => RestartAfterCrash,
+        (Some(Phase::Running) | Some(Phase::Starting), false) => Stop,
+        (Some(Phase::Stopped), false) => MarkStopped,
+        (None, _) => Inspect,
+    }
+}
+
 async fn running(vm: &LimaVM, status: &LimaVMStatus, ctx: &Ctx) -> Result<Action, Error> {
     let name = vm.name_any();
     let should_run = vm.spec.running;
     let phase = ctx.agents.phase(&name);
-    let running = cond(status, RUNNING);
-    if should_run && phase.is_none() && !is(running, "Unknown", "Reconciling") {
-        StatusWrite::new(vm)
-            .cond(
-                RUNNING,
-                "Unknown",
-                "Reconciling",
-                "Verifying instance state after controller restart",
-            )
-            .send(ctx)
-            .await?;
-        return Ok(Action::await_change());
-    }
-    if status.restart_needed {
-        match phase {
-            Some(Phase::Running) => {
-                ctx.agents.stop(&name).await?;
-                StatusWrite::new(vm)
-                    .field("restartNeeded", json!(false))
-                    .cond(RUNNING, "False", "Stopped", "Stopped for restart")
-                    .send(ctx)
-                    .await?;
-            }
-            Some(Phase::Starting) => {}
-            Some(Phase::Stopped) | None => {
-                StatusWrite::new(vm)
-                    .field("restartNeeded", json!(false))
-                    .send(ctx)
-                    .await?;
-            }
+    match decide_running(
+        phase,
+        should_run,
+        status.restart_needed,
+        cond(status, RUNNING),
+    ) {
+        RunAction::MarkReconciling => {
+            StatusWrite::new(vm)
+                .cond(
+                    RUNNING,
+                    "Unknown",
+                    "Reconciling",
+                    "Verifying instance state after controller restart",
+                )
+                .send(ctx)
+                .await?;
         }
-        return Ok(Action::await_change());
-    }
-    match (phase, should_run) {
-        (Some(Phase::Starting), true) => {
+        RunAction::StopForRestart => {
+            ctx.agents.stop(&name).await?;
+            StatusWrite::new(vm)
+                .field("restartNeeded", json!(false))
+                .cond(RUNNING, "False", "Stopped", "Stopped for restart")
+                .send(ctx)
+                .await?;
+        }
+        RunAction::WaitForBoot | RunAction::Nothing => {}
+        RunAction::ClearRestart => {
+            StatusWrite::new(vm)
+                .field("restartNeeded", json!(false))
+                .send(ctx)
+                .await?;
+        }
+        RunAction::MarkStarting => {
             StatusWrite::new(vm)
                 .cond(RUNNING, "False", "Starting", "Lima instance is starting")
                 .send(ctx)
                 .await?;
         }
-        (Some(Phase::Running), true) => {
-            if !is(running, "True", "Started") {
-                StatusWrite::new(vm)
-                    .cond(RUNNING, "True", "Started", "Lima instance is running")
-                    .field("restartCount", json!(status.restart_count + 1))
-                    .send(ctx)
-                    .await?;
-            }
+        RunAction::MarkStarted => {
+            StatusWrite::new(vm)
+                .cond(RUNNING, "True", "Started", "Lima instance is running")
+                .field("restartCount", json!(status.restart_count + 1))
+                .send(ctx)
+                .await?;
         }
-        (Some(Phase::Stopped), true) => {
+        RunAction::RestartAfterCrash => {
             let delay = ctx.agents.restart_delay(&name);
             if !delay.is_zero() {
                 tracing::info!(instance = %name, ?delay, "host agent stopped; restarting after backoff");
@@ -449,15 +500,15 @@ async fn running(vm: &LimaVM, status: &LimaVMStatus, ctx: &Ctx) -> Result<Action
             }
             return start(vm, ctx, true).await;
         }
-        (Some(Phase::Running) | Some(Phase::Starting), false) => return stop(vm, ctx).await,
-        (Some(Phase::Stopped), false) => {
+        RunAction::Stop => return stop(vm, ctx).await,
+        RunAction::MarkStopped => {
             ctx.agents.forget(&name);
             StatusWrite::new(vm)
                 .cond(RUNNING, "False", "Stopped", "Lima instance is stopped")
                 .send(ctx)
                 .await?;
         }
-        (None, _) => {
+        RunAction::Inspect => {
             let Some(i) = ctx.limactl.inspect(&name).await? else {
                 return Err(Error::Invalid("instance not found".into()));
             };
@@ -656,5 +707,62 @@ async fn cleanup_owned(vm: &LimaVM, ctx: &Ctx) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::Cleanup(errors.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use RunAction::*;
+
+    fn c(status: &str, reason: &str) -> conditions::Condition {
+        conditions::Condition {
+            type_: RUNNING.into(),
+            status: status.into(),
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn running_state_table() {
+        let started = c("True", "Started");
+        let reconciling = c("Unknown", "Reconciling");
+        let stopped = c("False", "Stopped");
+        let r = Some(Phase::Running);
+        let s = Some(Phase::Starting);
+        let x = Some(Phase::Stopped);
+        // Pre-step 1, guarded by shouldRun (a stopped VM does not oscillate).
+        assert_eq!(
+            decide_running(None, true, false, Some(&started)),
+            MarkReconciling
+        );
+        assert_eq!(
+            decide_running(None, true, false, Some(&reconciling)),
+            Inspect
+        );
+        assert_eq!(decide_running(None, false, false, Some(&stopped)), Inspect);
+        // Pre-step 2: restartNeeded.
+        assert_eq!(
+            decide_running(r, true, true, Some(&started)),
+            StopForRestart
+        );
+        assert_eq!(decide_running(s, true, true, None), WaitForBoot);
+        assert_eq!(decide_running(x, true, true, None), ClearRestart);
+        assert_eq!(decide_running(None, false, true, None), ClearRestart);
+        // Watched states.
+        assert_eq!(decide_running(s, true, false, None), MarkStarting);
+        assert_eq!(
+            decide_running(r, true, false, Some(&reconciling)),
+            MarkStarted
+        );
+        assert_eq!(decide_running(r, true, false, Some(&started)), Nothing);
+        assert_eq!(
+            decide_running(x, true, false, Some(&started)),
+            RestartAfterCrash
+        );
+        assert_eq!(decide_running(r, false, false, Some(&started)), Stop);
+        assert_eq!(decide_running(s, false, false, None), Stop);
+        assert_eq!(decide_running(x, false, false, Some(&started)), MarkStopped);
     }
 }
