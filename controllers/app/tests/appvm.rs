@@ -895,6 +895,19 @@ async fn template_change_restart_annotation_crash_and_orphan() {
             && cond(&v, "Running").is_some_and(|c| c["status"] == "True")
     })
     .await;
+
+    // G-2 / §3.9: SIGTERM to the controller interrupts the agent first (it emits `exiting`,
+    // which only its SIGINT/SIGTERM handler does) before the forced cleanup.
+    let pid = env.agent_pid();
+    env.proc("limavm").term(Duration::from_secs(50));
+    assert!(!alive(pid), "the host agent is stopped with the controller");
+    let log = std::fs::read_to_string(env.instance_dir().join("ha.stdout.log")).unwrap();
+    assert!(
+        log.lines()
+            .last()
+            .is_some_and(|l| l.contains("\"exiting\":true")),
+        "interrupted, not killed: {log}"
+    );
 }
 
 /// Two instances under one HOME share no port, socket or directory (R-ENG-L1, R-APP-T7).
