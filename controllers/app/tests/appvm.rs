@@ -939,6 +939,22 @@ async fn two_instances_side_by_side() {
             .collect::<String>()
     };
     assert_ne!(port(&a), port(&b));
+
+    // Kubernetes ports: 7441 + the instance index (or a free one), per instance; a template
+    // change applies them to the running VMs.
+    let mut k8s_ports = vec![];
+    for e in [&a, &b] {
+        let g = e
+            .set_app(json!({"kubernetes": {"enabled": true, "version": "1.34.6"}}))
+            .await;
+        let app = e.wait_settled(g, 60).await;
+        let p = app["status"]["kubernetesPort"].as_i64().unwrap();
+        let t = std::fs::read_to_string(e.instance_dir().join("lima.yaml")).unwrap();
+        assert!(t.contains(&format!("KUBERNETES_PORT: {p}\n")), "{t}");
+        assert!(t.contains("KUBERNETES_ENABLED: true"));
+        k8s_ports.push(p);
+    }
+    assert_ne!(k8s_ports[0], k8s_ports[1]);
 }
 
 /// One injected admission failure: requests matching (operation, resource, name) are denied
