@@ -542,6 +542,10 @@ async fn r_app_s2_s4_s6_d3_lifecycle_with_real_docker() {
         !sock.exists(),
         "the Docker socket is removed when the VM stops"
     );
+    // R-APP-I5: the running patch touched only spec.running; another client's annotation stays.
+    let vm = vm_json(&env, ns).await.unwrap();
+    assert_eq!(vm["metadata"]["annotations"]["test/poke"], "9");
+    assert_eq!(vm["spec"]["running"], false);
     // A no-op stop settles at once.
     let g2 = env
         .set_app(json!({"running": false, "containerEngine": {"name": "moby"}}))
