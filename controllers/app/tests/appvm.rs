@@ -1292,6 +1292,20 @@ async fn limavm_webhooks_and_a_standalone_vm() {
     })
     .await;
     let pid = read_pid(&env.short_dir().join("lima/solo/ha.pid"));
+    // resources.md §2.4: each LimaVM condition change is an event.
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    let changed = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some("solo")
+                && e.reason.as_deref() == Some("ConditionChanged")
+        })
+        .count();
+    assert!(changed >= 2, "ConditionChanged events: {changed}");
     assert!(alive(pid));
     vms.delete("solo", &DeleteParams::default()).await.unwrap();
     eventually("standalone VM deleted", 30, || async {
