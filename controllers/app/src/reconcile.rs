@@ -552,6 +552,218 @@ async fn teardown(app: &App, ctx: &Ctx) -> Result<Action, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    type Calls = Arc<Mutex<Vec<(String, String, String)>>>;
+
+    /// A fake API server: `respond(method, path)` gives (status, body); every call is recorded
+    /// with its body.
+    fn fake(
+        respond: impl Fn(&str, &str) -> (u16, serde_json::Value) + Send + Sync + 'static,
+    ) -> (Client, Calls) {
+        let calls: Calls = Default::default();
+        let c2 = calls.clone();
+        let respond = Arc::new(respond);
+        let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let calls = c2.clone();
+            let respond = respond.clone();
+            async move {
+                use http_body_util::BodyExt;
+                let method = req.method().to_string();
+                let path = req.uri().path().to_string();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                calls.lock().unwrap().push((
+                    method.clone(),
+                    path.clone(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                let (code, v) = respond(&method, &path);
+                let resp = http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(v.to_string())))
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        });
+        (Client::new(svc, "default"), calls)
+    }
+
+    fn ctx(client: Client) -> Arc<Ctx> {
+        Arc::new(Ctx {
+            recorder: rdd_kit::events::Recorder::new(client.clone(), "test"),
+            client,
+            instance: Instance::new("t", "/nonexistent".into()),
+            home: "/nonexistent".into(),
+            applier: rdd_kit::apply::Applier::new("test"),
+        })
+    }
+
+    fn app(deleting: bool) -> serde_json::Value {
+        let mut a = json!({"apiVersion": "app.rancherdesktop.io/v1alpha1", "kind": "App",
+            "metadata": {"name": "app", "uid": "u-app", "generation": 1, "resourceVersion": "5",
+                         "finalizers": [names::CLEANUP_FINALIZER]},
+            "spec": {"running": false, "namespace": "default"}});
+        if deleting {
+            a["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        a
+    }
+
+    fn terminating_vm() -> serde_json::Value {
+        json!({"apiVersion": "lima.rancherdesktop.io/v1alpha1", "kind": "LimaVM",
+            "metadata": {"name": "rd", "namespace": "default", "uid": "u-vm", "resourceVersion": "7",
+                "deletionTimestamp": "2026-01-01T00:00:00Z",
+                "finalizers": [names::CLEANUP_FINALIZER, names::owned_by("App")]},
+            "spec": {"templateRef": {"name": "rd"}, "running": false}})
+    }
+
+    fn not_found() -> (u16, serde_json::Value) {
+        (
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+        )
+    }
+
+    const APP: &str = "/apis/app.rancherdesktop.io/v1alpha1/apps/app";
+    const LIMAVM: &str = "/apis/lima.rancherdesktop.io/v1alpha1/namespaces/default/limavms/rd";
+    const INPUT_CM: &str = "/api/v1/namespaces/default/configmaps/rd";
+
+    fn wrote(calls: &Calls, method: &str, path: &str) -> Vec<String> {
+        calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, p, _)| m == method && p == path)
+            .map(|(_, _, b)| b.clone())
+            .collect()
+    }
+
+    fn obj<K: serde::de::DeserializeOwned>(v: serde_json::Value) -> Arc<K> {
+        Arc::new(serde_json::from_value(v).unwrap())
+    }
+
+    #[tokio::test]
+    async fn r_app_i1_teardown_strips_the_owned_finalizer_of_a_terminating_limavm() {
+        let (client, calls) = fake(|m, p| match (m, p) {
+            ("GET", APP) => (200, app(true)),
+            ("GET", LIMAVM) | ("PATCH", LIMAVM) => (200, terminating_vm()),
+            _ => not_found(),
+        });
+        let action = reconcile(obj(app(true)), ctx(client)).await.unwrap();
+        assert_eq!(action, Action::requeue(TEARDOWN_POLL));
+        let patches = wrote(&calls, "PATCH", LIMAVM);
+        assert_eq!(patches.len(), 1);
+        assert!(
+            patches[0].contains("remove") && patches[0].contains("/metadata/finalizers/1"),
+            "{}",
+            patches[0]
+        );
+        assert!(
+            wrote(&calls, "DELETE", LIMAVM).is_empty(),
+            "no second delete of a terminating LimaVM"
+        );
+    }
+
+    #[tokio::test]
+    async fn r_app_d1_normal_path_strips_the_owned_finalizer_and_waits() {
+        let (client, calls) = fake(|m, p| match (m, p) {
+            ("GET", APP) => (200, app(false)),
+            ("GET", "/api/v1/namespaces/default") => (
+                200,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}),
+            ),
+            ("GET", LIMAVM) | ("PATCH", LIMAVM) => (200, terminating_vm()),
+            _ => not_found(),
+        });
+        let action = reconcile(obj(app(false)), ctx(client)).await.unwrap();
+        assert_eq!(action, Action::requeue(TEARDOWN_POLL));
+        assert_eq!(wrote(&calls, "PATCH", LIMAVM).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn r_app_i4_a_transient_error_reading_the_input_keeps_the_app_finalizer() {
+        let (client, calls) = fake(|m, p| match (m, p) {
+            ("GET", APP) => (200, app(true)),
+            ("GET", INPUT_CM) => (
+                500,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500, "message": "transient"}),
+            ),
+            _ => not_found(),
+        });
+        assert!(reconcile(obj(app(true)), ctx(client)).await.is_err());
+        assert!(
+            wrote(&calls, "PATCH", APP).is_empty(),
+            "the App keeps its finalizer"
+        );
+    }
+
+    #[tokio::test]
+    async fn r_app_i2_the_pass_deleting_the_input_configmap_requeues_now() {
+        let live_vm = json!({"apiVersion": "lima.rancherdesktop.io/v1alpha1", "kind": "LimaVM",
+            "metadata": {"name": "rd", "namespace": "default", "uid": "u-vm", "resourceVersion": "7"},
+            "spec": {"templateRef": {"name": "rd"}, "running": false}});
+        let (client, calls) = fake(move |m, p| match (m, p) {
+            ("GET", APP) => (200, app(false)),
+            ("GET", "/api/v1/namespaces/default") => (
+                200,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}),
+            ),
+            ("GET", LIMAVM) => (200, live_vm.clone()),
+            ("GET", INPUT_CM) | ("DELETE", INPUT_CM) => (
+                200,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rd", "namespace": "default"}}),
+            ),
+            _ => not_found(),
+        });
+        let action = reconcile(obj(app(false)), ctx(client)).await.unwrap();
+        assert_eq!(action, Action::requeue(Duration::ZERO));
+        assert_eq!(wrote(&calls, "DELETE", INPUT_CM).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn g3_a_newer_generation_is_never_stamped_on_an_older_decision() {
+        let live_vm = json!({"apiVersion": "lima.rancherdesktop.io/v1alpha1", "kind": "LimaVM",
+            "metadata": {"name": "rd", "namespace": "default", "uid": "u-vm", "resourceVersion": "7"},
+            "spec": {"templateRef": {"name": "rd"}, "running": false},
+            "status": {"conditions": [{"type": "Running", "status": "False", "reason": "Stopped",
+                "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        let gets = Arc::new(Mutex::new(0));
+        let (client, calls) = fake(move |m, p| match (m, p) {
+            ("GET", APP) => {
+                let mut n = gets.lock().unwrap();
+                *n += 1;
+                let mut a = app(false);
+                if *n > 1 {
+                    // Someone changed the spec between the pass's read and its status write.
+                    a["metadata"]["generation"] = json!(2);
+                    a["spec"]["running"] = json!(true);
+                }
+                (200, a)
+            }
+            ("GET", "/api/v1/namespaces/default") => (
+                200,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}),
+            ),
+            ("GET", LIMAVM) => (200, live_vm.clone()),
+            _ => not_found(),
+        });
+        let action = reconcile(obj(app(false)), ctx(client)).await.unwrap();
+        assert_eq!(action, Action::requeue(Duration::ZERO));
+        assert!(
+            !calls
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(m, p, _)| m == "PATCH" && p.starts_with(APP)),
+            "no status write from a stale decision"
+        );
+    }
 
     #[test]
     fn kubernetes_port_prefers_the_instance_port_and_falls_back_to_a_free_one() {
