@@ -3,7 +3,7 @@
 //! agent proxying the instance Docker socket to the machine's real Docker.
 //!
 //! Needs the sibling binaries built first:
-//! `cargo build -p rdd -p limavm-controller -p limactl-standin` (this test's own crate builds
+//! `cargo build -p rdd -p limavm-controller -p limactl-standin -p docker-gateway` (this test's own crate builds
 //! `app-controller`).
 
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ fn bin(name: &str) -> PathBuf {
     let p = own.parent().unwrap().join(name);
     assert!(
         p.exists(),
-        "{} is missing: run `cargo build -p rdd -p limavm-controller -p limactl-standin` first",
+        "{} is missing: run `cargo build -p rdd -p limavm-controller -p limactl-standin -p docker-gateway` first",
         p.display()
     );
     p
@@ -1315,4 +1315,49 @@ async fn limavm_webhooks_and_a_standalone_vm() {
     assert!(!alive(pid));
     assert!(cms.get_opt("solo-template").await.unwrap().is_none());
     assert!(!env.short_dir().join("lima/solo").exists());
+}
+
+/// The product path on this machine: `running=true` brings the stand-in's engine up, the
+/// docker-gateway (started with only the instance identity) connects to the instance Docker
+/// socket; `running=false` takes it away again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_gateway_follows_the_vm() {
+    let mut env = Env::start(100).await;
+    let admin = free_port();
+    let child = env
+        .cmd(&bin("docker-gateway"))
+        .env("RDD_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+        .env("RDD_LOG_LEVEL", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    env.procs.push(Proc {
+        name: "gateway",
+        child,
+        admin,
+    });
+    let connected = |port: u16| -> Option<bool> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("docker_gateway_connected"))?;
+        Some(line.trim_end().ends_with(" 1"))
+    };
+    env.create_app(true, "default").await;
+    env.wait_settled(1, 60).await;
+    eventually("gateway connected to the instance Docker", 60, || async {
+        connected(admin) == Some(true)
+    })
+    .await;
+    let g = env.set_app(json!({"running": false})).await;
+    env.wait_settled(g, 60).await;
+    eventually("gateway disconnected after the VM stopped", 60, || async {
+        connected(admin) == Some(false)
+    })
+    .await;
 }
