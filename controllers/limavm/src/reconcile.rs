@@ -314,7 +314,22 @@ async fn restart_annotation(
     Ok(Action::await_change())
 }
 
-/// §3.5: the template copy changed. Returns Some(action) when the pass ends here.
+/// What §3.5 asks for when the template copy's resourceVersion is not the observed one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplateAction {
+    /// lima.yaml already matches; a restart is pending: continue to §3.6 (it applies it).
+    AwaitRestart,
+    /// lima.yaml already matches: record the copy's resourceVersion.
+    Record,
+    /// Running/Starting instance: `restartNeeded=true`, then write lima.yaml (observed kept).
+    MarkRestartAndWrite,
+    /// A restart is already pending: write lima.yaml (observed kept).
+    Write,
+    /// Stopped instance: write lima.yaml and record the resourceVersion (no start).
+    WriteAndRecord,
+}
+
+/// §3.5 as a table (pure):
 ///
 /// | lima.yaml vs copy | phase            | restartNeeded | action                                  |
 /// |-------------------|------------------|---------------|-----------------------------------------|
@@ -323,6 +338,20 @@ async fn restart_annotation(
 /// | different         | Running/Starting | false         | restartNeeded=true, write lima.yaml      |
 /// | different         | any              | true          | write lima.yaml (observed unchanged)    |
 /// | different         | stopped          | false         | write lima.yaml, record resourceVersion |
+///
+/// So for a running instance the observed version advances only after the stop for the
+/// restart (the file then already matches), and a stopped instance is not started.
+pub fn decide_template(equal: bool, live: bool, restart_needed: bool) -> TemplateAction {
+    match (equal, live, restart_needed) {
+        (true, _, true) => TemplateAction::AwaitRestart,
+        (true, _, false) => TemplateAction::Record,
+        (false, true, false) => TemplateAction::MarkRestartAndWrite,
+        (false, _, true) => TemplateAction::Write,
+        (false, false, false) => TemplateAction::WriteAndRecord,
+    }
+}
+
+/// §3.5: the template copy changed. Returns Some(action) when the pass ends here.
 async fn template_change(
     vm: &LimaVM,
     status: &LimaVMStatus,
@@ -332,32 +361,30 @@ async fn template_change(
 ) -> Result<Option<Action>, Error> {
     let name = vm.name_any();
     let lima_yaml = ctx.limactl.dir(&name).join("lima.yaml");
-    let on_disk = std::fs::read(&lima_yaml)?;
-    if on_disk == template.as_bytes() {
-        if status.restart_needed {
-            return Ok(None);
-        }
-        StatusWrite::new(vm)
-            .field("observedTemplateResourceVersion", json!(cm_rv))
-            .send(ctx)
-            .await?;
-        return Ok(Some(Action::await_change()));
-    }
+    let equal = std::fs::read(&lima_yaml)? == template.as_bytes();
     let live = matches!(
         ctx.agents.phase(&name),
         Some(Phase::Running) | Some(Phase::Starting)
     );
-    let mut restart_needed = status.restart_needed;
-    if live && !restart_needed {
+    let action = decide_template(equal, live, status.restart_needed);
+    if action == TemplateAction::AwaitRestart {
+        return Ok(None);
+    }
+    if action == TemplateAction::MarkRestartAndWrite {
+        // First the durable restart request: if it fails nothing else changed.
         StatusWrite::new(vm)
             .field("restartNeeded", json!(true))
             .send(ctx)
             .await?;
-        restart_needed = true;
     }
-    std::fs::write(&lima_yaml, template)?;
-    tracing::info!(instance = %name, "wrote the new template to lima.yaml");
-    if !restart_needed {
+    if action != TemplateAction::Record {
+        std::fs::write(&lima_yaml, template)?;
+        tracing::info!(instance = %name, "wrote the new template to lima.yaml");
+    }
+    if matches!(
+        action,
+        TemplateAction::Record | TemplateAction::WriteAndRecord
+    ) {
         StatusWrite::new(vm)
             .field("observedTemplateResourceVersion", json!(cm_rv))
             .send(ctx)
@@ -722,6 +749,18 @@ mod tests {
             reason: reason.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn template_change_table() {
+        use TemplateAction::*;
+        assert_eq!(decide_template(true, true, true), AwaitRestart);
+        assert_eq!(decide_template(true, false, false), Record);
+        assert_eq!(decide_template(true, true, false), Record);
+        assert_eq!(decide_template(false, true, false), MarkRestartAndWrite);
+        assert_eq!(decide_template(false, true, true), Write);
+        assert_eq!(decide_template(false, false, true), Write);
+        assert_eq!(decide_template(false, false, false), WriteAndRecord);
     }
 
     #[test]
