@@ -1245,6 +1245,44 @@ async fn limavm_webhooks_and_a_standalone_vm() {
         )
         .unwrap()
     };
+    // A leftover instance of an earlier failed deletion (cli.md §9.9) is replaced.
+    let leftover = env.short_dir().join("lima/solo");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("lima.yaml"), "").unwrap();
+    std::fs::write(leftover.join(".fake-leftover"), "").unwrap();
+    std::fs::write(leftover.join("lima-version"), "0.0.0").unwrap();
+    // An unrelated ConfigMap named like a copy is neither adopted nor overwritten (cli.md §9.7).
+    let unrelated: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "dup-template"}, "data": {"mine": "yes"}}),
+    )
+    .unwrap();
+    cms.create(&PostParams::default(), &unrelated)
+        .await
+        .unwrap();
+    let mut dup = vm("default");
+    dup.metadata.name = Some("dup".into());
+    for dry_run in [true, false] {
+        let pp = PostParams {
+            dry_run,
+            ..Default::default()
+        };
+        let err = env
+            .vms("default")
+            .create(&pp, &dup)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("already exists") && err.contains("dup-template"),
+            "{err}"
+        );
+    }
+    assert!(env.vms("default").get_opt("dup").await.unwrap().is_none());
+    assert_eq!(
+        cms.get("dup-template").await.unwrap().data.unwrap()["mine"],
+        "yes"
+    );
+
     let created = env
         .vms("default")
         .create(&PostParams::default(), &vm("default"))
@@ -1292,6 +1330,15 @@ async fn limavm_webhooks_and_a_standalone_vm() {
     })
     .await;
     let pid = read_pid(&env.short_dir().join("lima/solo/ha.pid"));
+    assert!(
+        !leftover.join(".fake-leftover").exists(),
+        "the leftover was replaced"
+    );
+    assert!(
+        std::fs::read_to_string(leftover.join("lima.yaml"))
+            .unwrap()
+            .contains("images:")
+    );
     // resources.md §2.4: each LimaVM condition change is an event.
     let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
     let changed = events

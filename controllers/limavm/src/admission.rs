@@ -68,7 +68,15 @@ async fn mutate_limavm(
         let all: Api<LimaVM> = Api::all(client.clone());
         match all.list(&ListParams::default()).await {
             Ok(list) => {
-                // Same namespace: the store answers AlreadyExists itself.
+                // Same namespace: the store answers AlreadyExists itself; the live VM's copy
+                // must not be touched.
+                if list
+                    .items
+                    .iter()
+                    .any(|o| o.name_any() == name && o.namespace().as_deref() == Some(&ns))
+                {
+                    return resp;
+                }
                 if let Some(other) = list
                     .items
                     .iter()
@@ -126,8 +134,9 @@ async fn mutate_limavm(
     }
 }
 
-/// Create `<name>-template` (resources.md §3.2). An existing live copy (a LimaVM recreated with
-/// the same name) gets the new data; one being deleted refuses the create until it is gone.
+/// Create `<name>-template` (resources.md §3.2). A leftover copy of ours (an earlier admission
+/// whose LimaVM create then failed) gets the new data; one being deleted, or an unrelated
+/// ConfigMap of that name, refuses the create.
 async fn write_copy(
     client: &Client,
     ns: &str,
@@ -158,13 +167,38 @@ async fn write_copy(
         dry_run,
         ..Default::default()
     };
-    match cms.create(&pp, &cm).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => {
+    // Looked up first: a dry-run create does not report an existing name on every server.
+    let found = cms.get_opt(&copy).await.map_err(|e| e.to_string())?;
+    let created = match found {
+        Some(_) => Err(None),
+        None => cms.create(&pp, &cm).await.map(|_| ()).map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 409 => None,
+            e => Some(e),
+        }),
+    };
+    match created {
+        Ok(()) => Ok(()),
+        Err(None) => {
             let existing = cms.get(&copy).await.map_err(|e| e.to_string())?;
             if existing.metadata.deletion_timestamp.is_some() {
                 return Err(format!(
                     "template ConfigMap \"{copy}\" is still being deleted; retry"
+                ));
+            }
+            // Only a copy of ours left by an earlier admission whose create failed afterwards
+            // (labelled, owned-by-LimaVM) is adopted; any other ConfigMap of that name is
+            // somebody else's and survives.
+            let ours = existing
+                .labels()
+                .get(names::TEMPLATE_CONFIGMAP_LABEL)
+                .is_some_and(|v| v == "true")
+                && existing
+                    .finalizers()
+                    .iter()
+                    .any(|f| *f == names::owned_by("LimaVM"));
+            if !ours {
+                return Err(format!(
+                    "failed to create template ConfigMap \"{copy}\": configmaps \"{copy}\" already exists"
                 ));
             }
             let patch = PatchParams {
@@ -184,7 +218,7 @@ async fn write_copy(
             .map(|_| ())
             .map_err(|e| format!("failed to update template ConfigMap \"{copy}\": {e}"))
         }
-        Err(e) => Err(format!(
+        Err(Some(e)) => Err(format!(
             "failed to create template ConfigMap \"{copy}\": {e}"
         )),
     }
