@@ -415,6 +415,18 @@ mod tests {
     }
 
     #[test]
+    fn title_header_is_a_harmless_event() {
+        let ev: Event = serde_json::from_str(r#"{"title":"rdd e2e"}"#).unwrap();
+        assert!(ev.time.is_none());
+        assert!(!ev.status.running && !ev.status.exiting && ev.status.ssh_local_port == 0);
+        let ev: Event = serde_json::from_str(
+            r#"{"time":"2026-04-12T10:00:03.123456789Z","status":{"running":true,"sshLocalPort":60022,"degraded":false}}"#,
+        )
+        .unwrap();
+        assert!(ev.status.running && ev.status.ssh_local_port == 60022 && ev.time.is_some());
+    }
+
+    #[test]
     fn g4_crash_restarts_back_off() {
         assert_eq!(crash_backoff(0), Duration::ZERO);
         assert_eq!(crash_backoff(1), Duration::from_secs(1));

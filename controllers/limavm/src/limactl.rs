@@ -145,8 +145,18 @@ impl Limactl {
     /// the interrupt-first shutdown ends it.
     pub fn spawn_agent(&self, name: &str) -> Result<tokio::process::Child, Error> {
         let dir = self.dir(name);
-        let out = std::fs::File::create(dir.join("ha.stdout.log"))?;
-        let err = std::fs::File::create(dir.join("ha.stderr.log"))?;
+        let mut out = std::fs::File::create(dir.join("ha.stdout.log"))?;
+        let mut err = std::fs::File::create(dir.join("ha.stderr.log"))?;
+        // lima.md §4 step 2: an optional title line, JSON so the event tail accepts it.
+        if let Some(title) = std::env::var("RDD_LOG_TITLE")
+            .ok()
+            .filter(|t| !t.is_empty())
+        {
+            use std::io::Write;
+            let line = format!("{}\n", serde_json::json!({ "title": title }));
+            out.write_all(line.as_bytes())?;
+            err.write_all(line.as_bytes())?;
+        }
         let mut c = self.command(&["start", "--foreground", name]);
         c.stdout(out)
             .stderr(err)
