@@ -141,10 +141,16 @@ async fn run() -> anyhow::Result<()> {
         Some(ObjectRef::<App>::new(&owner.name))
     })
     .boxed();
+    rdd_kit::discovery::publish(
+        &client,
+        FIELD_MANAGER,
+        &rdd_kit::discovery::Entry::new(admin, &["app"]),
+    )
+    .await?;
     health.set_ready(true);
     rdd_kit::runner::run_with(
         "app",
-        Api::<App>::all(client),
+        Api::<App>::all(client.clone()),
         ctx,
         metrics,
         rdd_kit::runner::Options {
@@ -155,5 +161,8 @@ async fn run() -> anyhow::Result<()> {
     )
     .await;
     tracing::info!("stopped");
+    if let Err(e) = rdd_kit::discovery::withdraw(&client, FIELD_MANAGER).await {
+        tracing::warn!(error = %e, "withdrawing the discovery entry");
+    }
     Ok(())
 }

@@ -55,8 +55,6 @@ pub const TEARDOWN_POLL: Duration = Duration::from_secs(2);
 pub const KUBERNETES_PORT_BASE: u32 = 7441;
 /// The condition types this controller owns on the App.
 pub const OWN_TYPES: [&str; 4] = ["Created", "Running", "ContainerEngineReady", "Settled"];
-const DISCOVERY_NS: &str = "rdd-system";
-const DISCOVERY_NAME: &str = "rdd-controller-manager";
 
 pub struct Ctx {
     pub client: Client,
@@ -354,8 +352,8 @@ async fn apply_status(
 /// (§2.6): missing → nothing enabled; unreadable → everything (never settle early).
 pub async fn enabled(client: &Client) -> (Vec<&'static str>, bool) {
     let all_kinds = vec!["ContainersSynced", "ImagesSynced", "VolumesSynced"];
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), DISCOVERY_NS);
-    let cm = match cms.get_opt(DISCOVERY_NAME).await {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), rdd_kit::discovery::NAMESPACE);
+    let cm = match cms.get_opt(rdd_kit::discovery::NAME).await {
         Ok(Some(cm)) => cm,
         Ok(None) => return (vec![], false),
         Err(e) => {

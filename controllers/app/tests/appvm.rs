@@ -542,6 +542,18 @@ async fn r_app_s2_s4_s6_d3_lifecycle_with_real_docker() {
         !sock.exists(),
         "the Docker socket is removed when the VM stops"
     );
+    // Each controller published its discovery entry (resources.md §3.4).
+    let disc: Api<ConfigMap> = Api::namespaced(env.client.clone(), "rdd-system");
+    let data = disc
+        .get("rdd-controller-manager")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    for (key, name) in [("app-controller", "app"), ("limavm-controller", "limavm")] {
+        let entry: Value = serde_json::from_str(&data[key]).unwrap();
+        assert_eq!(entry["enabledControllers"], json!([name]), "{key}");
+    }
     // R-APP-I5: the running patch touched only spec.running; another client's annotation stays.
     let vm = vm_json(&env, ns).await.unwrap();
     assert_eq!(vm["metadata"]["annotations"]["test/poke"], "9");

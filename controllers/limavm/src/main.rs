@@ -260,6 +260,12 @@ async fn run() -> anyhow::Result<()> {
         Some(ObjectRef::<LimaVM>::new(&owner.name).within(&cm.namespace().unwrap_or_default()))
     })
     .boxed();
+    rdd_kit::discovery::publish(
+        &client,
+        FIELD_MANAGER,
+        &rdd_kit::discovery::Entry::new(admin, &["limavm"]),
+    )
+    .await?;
     health.set_ready(true);
     rdd_kit::runner::run_with(
         "limavm",
@@ -274,6 +280,9 @@ async fn run() -> anyhow::Result<()> {
     )
     .await;
     tracing::info!("controller stopped; shutting down host agents");
+    if let Err(e) = rdd_kit::discovery::withdraw(&client, FIELD_MANAGER).await {
+        tracing::warn!(error = %e, "withdrawing the discovery entry");
+    }
     // §3.9: interrupt first, in parallel; the whole shutdown capped at 45 s.
     if tokio::time::timeout(Duration::from_secs(45), agents.shutdown_all())
         .await
