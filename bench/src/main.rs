@@ -7,8 +7,12 @@
 //!
 //! `rdd-bench gateway` starts `docker-gateway` against the local Docker Engine and compares it
 //! with direct bollard use in the same run.
+//!
+//! `rdd-bench app` measures App `spec.running` patch → `Settled=True` with both controllers and
+//! the `limactl` stand-in.
 
 mod apiserver;
+mod app;
 mod gateway;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +33,8 @@ enum Cmd {
     Apiserver(apiserver::Args),
     /// The docker-gateway against direct bollard use: event fan-out latency, list + inspect, RSS.
     Gateway(gateway::Args),
+    /// App running patch → Settled=True with app-controller, limavm-controller and the stand-in.
+    App(app::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -36,5 +42,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Apiserver(a) => apiserver::run(a).await,
         Cmd::Gateway(a) => gateway::run(a).await,
+        Cmd::App(a) => app::run(a).await,
     }
 }

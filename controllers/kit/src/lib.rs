@@ -6,6 +6,7 @@
 //! - [`apply`]: server-side apply under one field manager, conflict retry, NotFound as success.
 //! - [`metrics`], [`admin`]: controller-runtime metric names; `/healthz`, `/readyz`, `/metrics`.
 //! - [`config`]: figment configuration from defaults, a file and `RDD_*` environment variables.
+//! - [`discovery`]: this process's entry in the controller-manager discovery ConfigMap.
 //! - [`runner`]: a kube-runtime `Controller` with predicates, instrumentation, backoff and
 //!   graceful shutdown.
 
@@ -13,6 +14,7 @@ pub mod admin;
 pub mod apply;
 pub mod conditions;
 pub mod config;
+pub mod discovery;
 pub mod events;
 pub mod finalizer;
 pub mod lease;

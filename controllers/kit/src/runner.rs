@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::runtime::controller::Action;
-use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
@@ -58,15 +58,59 @@ pub async fn run<K, C, E, F, Fut>(
     F: Fn(Arc<K>, Arc<C>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
 {
+    run_with(name, api, ctx, metrics, Options::default(), reconcile).await
+}
+
+/// How [`run_with`] wakes a controller beyond the predicate-filtered watch of its kind.
+pub struct Options<K: Resource> {
+    /// Wake on every change of the object, status included (for a controller that reacts to
+    /// conditions other writers set on its object, e.g. the App controller).
+    pub wake_on_status: bool,
+    /// Further triggers (watches of related kinds mapped to this kind, internal channels).
+    pub triggers: Vec<futures::stream::BoxStream<'static, kube::runtime::reflector::ObjectRef<K>>>,
+}
+
+impl<K: Resource> Default for Options<K> {
+    fn default() -> Self {
+        Options {
+            wake_on_status: false,
+            triggers: Vec::new(),
+        }
+    }
+}
+
+/// [`run`] with [`Options`].
+pub async fn run_with<K, C, E, F, Fut>(
+    name: &'static str,
+    api: Api<K>,
+    ctx: Arc<C>,
+    metrics: Arc<Metrics>,
+    options: Options<K>,
+    reconcile: F,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default,
+    C: Send + Sync + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<C>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
+{
     let failures: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> =
         Default::default();
     let (reader, writer) = kube::runtime::reflector::store();
+    let wake_on_status = options.wake_on_status;
     let stream = watcher(api.clone(), watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
-            wake_hash::<K>.fallback(predicates::resource_version),
+            move |o: &K| {
+                if wake_on_status {
+                    predicates::resource_version(o)
+                } else {
+                    wake_hash(o)
+                }
+            },
             Default::default(),
         );
     let labels = ControllerLabels {
@@ -128,8 +172,11 @@ pub async fn run<K, C, E, F, Fut>(
         };
         Action::requeue(backoff(n.saturating_sub(1)))
     };
-    Controller::for_stream(stream, reader)
-        .shutdown_on_signal()
+    let mut controller = Controller::for_stream(stream, reader).shutdown_on_signal();
+    for t in options.triggers {
+        controller = controller.reconcile_on(t);
+    }
+    controller
         .run(wrapped, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;

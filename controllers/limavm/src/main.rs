@@ -1,0 +1,294 @@
+//! limavm-controller: LimaVM objects → Lima instances through `limactl` (controllers.md §3,
+//! lima.md), with the host agent as a supervised child and the LimaVM admission webhooks.
+
+mod admission;
+mod agent;
+mod limactl;
+mod reconcile;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use figment::providers::Serialized;
+use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use rdd_api::limavm::LimaVM;
+use rdd_process::instance::Instance;
+use serde::{Deserialize, Serialize};
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Kit(#[from] rdd_kit::KitError),
+    #[error("limactl: {0}")]
+    Limactl(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("serialization: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("owned-resource cleanup: {0}")]
+    Cleanup(String),
+}
+
+pub const FIELD_MANAGER: &str = "limavm-controller";
+
+const HELP: &str = "Configuration (later sources win): built-in defaults; a YAML file given by --config or RDD_CONFIG; the environment variables RDD_<KEY> for every key; then flags. Keys: admin_addr, kubeconfig, log_level, otlp_endpoint, limactl (the limactl program; tests use limactl-standin), lima_home (default <short dir>/lima), webhook_addr (default 127.0.0.1:0; a free port, never a fixed one), webhook_tls_dir (the instance CA ca.crt/ca.key the serving certificate is issued from; default <instance dir>/tls), webhook_register (apply deploy/webhooks/limavm-*.yaml with this process's URL and the CA bundle; default true), pid_wait_secs (how long a start waits for ha.pid; default 120). RDD_INSTANCE selects the instance.";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Config {
+    admin_addr: SocketAddr,
+    kubeconfig: Option<PathBuf>,
+    log_level: String,
+    otlp_endpoint: Option<String>,
+    limactl: PathBuf,
+    lima_home: PathBuf,
+    webhook_addr: Option<SocketAddr>,
+    webhook_tls_dir: PathBuf,
+    webhook_register: bool,
+    pid_wait_secs: u64,
+}
+
+impl Config {
+    fn for_instance(inst: &Instance) -> Config {
+        Config {
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            kubeconfig: None,
+            log_level: "info".into(),
+            otlp_endpoint: None,
+            limactl: PathBuf::from("limactl"),
+            lima_home: inst.short_dir().join("lima"),
+            webhook_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            webhook_tls_dir: inst.dir().join("tls"),
+            webhook_register: true,
+            pid_wait_secs: 120,
+        }
+    }
+}
+
+/// The LimaVM controller: Lima instances through `limactl`, host agents as supervised children,
+/// and the LimaVM admission webhooks.
+#[derive(Parser, Serialize)]
+#[command(version, after_help = HELP)]
+struct Args {
+    /// YAML configuration file (also RDD_CONFIG).
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Kubeconfig of this controller's identity.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kubeconfig: Option<PathBuf>,
+    /// The limactl program.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limactl: Option<PathBuf>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_addr: Option<SocketAddr>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_level: Option<String>,
+}
+
+fn client_config_error(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("kubeconfig: {e}")
+}
+
+pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
+    let cfg = match kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p).map_err(client_config_error)?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(client_config_error)?
+        }
+        None => kube::Config::infer().await.map_err(client_config_error)?,
+    };
+    Ok(Client::try_from(cfg)?)
+}
+
+/// A serving certificate for 127.0.0.1/localhost issued from the instance CA (the same CA
+/// `rdd svc` serves with; this process runs as the same user). Returns (cert, key, CA).
+fn issue_serving_cert(tls_dir: &Path) -> anyhow::Result<(String, String, String)> {
+    let ca = std::fs::read_to_string(tls_dir.join("ca.crt"))
+        .with_context(|| format!("reading {}", tls_dir.join("ca.crt").display()))?;
+    let ca_key = std::fs::read_to_string(tls_dir.join("ca.key"))
+        .with_context(|| format!("reading {}", tls_dir.join("ca.key").display()))?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca, rcgen::KeyPair::from_pem(&ca_key)?)?;
+    let key = rcgen::KeyPair::generate()?;
+    let mut p = rcgen::CertificateParams::new(vec!["localhost".to_string()])?;
+    p.subject_alt_names.push(rcgen::SanType::IpAddress(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ));
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "limavm-controller-webhooks");
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = p.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem(), ca))
+}
+
+/// Apply the webhook configurations of `deploy/webhooks/limavm-*.yaml` with this process's URL.
+async fn register_webhooks(client: &Client, url: &str, ca_pem: &str) -> anyhow::Result<()> {
+    use base64::Engine;
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let fill = |t: &str| -> anyhow::Result<serde_json::Value> {
+        let text = t.replace("${URL}", url).replace("${CA_BUNDLE}", &bundle);
+        Ok(serde_saphyr::from_str(&text)?)
+    };
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    m.patch(
+        "limavm-defaulter",
+        &pp,
+        &Patch::Apply(fill(include_str!(
+            "../../../deploy/webhooks/limavm-defaulter.yaml"
+        ))?),
+    )
+    .await
+    .context("applying limavm-defaulter")?;
+    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    for (name, text) in [
+        (
+            "limavm-validator",
+            include_str!("../../../deploy/webhooks/limavm-validator.yaml"),
+        ),
+        (
+            "limavm-configmap-validator",
+            include_str!("../../../deploy/webhooks/limavm-configmap-validator.yaml"),
+        ),
+    ] {
+        v.patch(name, &pp, &Patch::Apply(fill(text)?))
+            .await
+            .with_context(|| format!("applying {name}"))?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("limavm-controller: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let inst = Instance::from_env().map_err(anyhow::Error::msg)?;
+    let f = rdd_process::config::figment(&Config::for_instance(&inst), args.config.as_deref())?
+        .merge(Serialized::defaults(&args));
+    let cfg: Config = rdd_process::config::extract(f)?;
+    let _telemetry = rdd_process::telemetry::init(
+        "limavm-controller",
+        &cfg.log_level,
+        cfg.otlp_endpoint.as_deref(),
+    )?;
+    // Every limactl invocation sees LIMA_HOME (set per command; this process's environment is
+    // left alone).
+    let limactl = limactl::Limactl {
+        program: cfg.limactl.clone(),
+        lima_home: cfg.lima_home.clone(),
+    };
+    let client = client(cfg.kubeconfig.as_deref()).await?;
+
+    let metrics = Arc::new(rdd_kit::metrics::Metrics::new());
+    let health = rdd_kit::admin::Health::default();
+    let admin = rdd_kit::admin::serve(cfg.admin_addr, metrics.clone(), health.clone()).await?;
+    tracing::info!(%admin, "admin endpoint");
+
+    if let Some(addr) = cfg.webhook_addr {
+        let (cert, key, ca) = issue_serving_cert(&cfg.webhook_tls_dir)?;
+        let routes = admission::routes(client.clone(), limactl.clone());
+        let bound = rdd_kit::webhook::serve(addr, &cert, &key, routes).await?;
+        tracing::info!(%bound, "admission webhooks");
+        if cfg.webhook_register {
+            register_webhooks(&client, &format!("https://{bound}"), &ca).await?;
+        }
+    }
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<ObjectRef<LimaVM>>(16);
+    let agents = agent::Agents::new(limactl.clone(), tx);
+    let ctx = Arc::new(reconcile::Ctx {
+        client: client.clone(),
+        limactl,
+        agents: agents.clone(),
+        recorder: rdd_kit::events::Recorder::new(client.clone(), FIELD_MANAGER),
+        pid_wait: Duration::from_secs(cfg.pid_wait_secs),
+    });
+    let phase_changes =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
+            .boxed();
+    // Template copies: a change of a ConfigMap controlled by a LimaVM wakes that LimaVM.
+    let cms: Api<ConfigMap> = Api::all(client.clone());
+    let copies = watcher(
+        cms,
+        watcher::Config::default().labels(&format!(
+            "{}=true",
+            rdd_api::names::TEMPLATE_CONFIGMAP_LABEL
+        )),
+    )
+    .default_backoff()
+    .applied_objects()
+    .filter_map(|r| async move {
+        let cm = r.ok()?;
+        let owner = cm
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true) && o.kind == "LimaVM")?
+            .clone();
+        Some(ObjectRef::<LimaVM>::new(&owner.name).within(&cm.namespace().unwrap_or_default()))
+    })
+    .boxed();
+    rdd_kit::discovery::publish(
+        &client,
+        FIELD_MANAGER,
+        &rdd_kit::discovery::Entry::new(admin, &["limavm"]),
+    )
+    .await?;
+    health.set_ready(true);
+    rdd_kit::runner::run_with(
+        "limavm",
+        Api::<LimaVM>::all(client.clone()),
+        ctx,
+        metrics,
+        rdd_kit::runner::Options {
+            wake_on_status: true,
+            triggers: vec![phase_changes, copies],
+        },
+        reconcile::reconcile,
+    )
+    .await;
+    tracing::info!("controller stopped; shutting down host agents");
+    if let Err(e) = rdd_kit::discovery::withdraw(&client, FIELD_MANAGER).await {
+        tracing::warn!(error = %e, "withdrawing the discovery entry");
+    }
+    // §3.9: interrupt first, in parallel; the whole shutdown capped at 45 s.
+    if tokio::time::timeout(Duration::from_secs(45), agents.shutdown_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!("host agent shutdown did not finish within 45 s");
+    }
+    Ok(())
+}
