@@ -392,7 +392,7 @@ pub const DISCOVERY_NAME: &str = "rdd-controller-manager";
 pub const READY_ANNOTATION: &str = "rdd.rancherdesktop.io/ready";
 
 /// Keep `rdd-system/rdd-controller-manager` (resources.md §3.4) in step with the children:
-/// recreated at start, one entry per ready child, `ready: "true"` once every child that could be
+/// recreated at start, the gateway's entry, `ready: "true"` once every child that could be
 /// started is ready. Written only when its content changes.
 pub async fn publish_discovery(
     client: kube::Client,
@@ -410,7 +410,12 @@ pub async fn publish_discovery(
     loop {
         let children: Vec<ChildStatus> = table.lock().await.values().cloned().collect();
         let mut data = serde_json::Map::new();
-        for c in children.iter().filter(|c| c.ready) {
+        // Controllers publish their own entries (rdd_kit::discovery, one writer per key); the
+        // supervisor writes only for the gateway, which has no API identity, and the annotation.
+        for c in children
+            .iter()
+            .filter(|c| c.ready && c.name == "docker-gateway")
+        {
             let port = c
                 .admin_addr
                 .as_deref()
