@@ -516,6 +516,15 @@ async fn create_object(
         crd::on_create(state, &mut obj)?;
     }
     if o.dry_run {
+        // A dry run answers what the real create would: an existing name is a conflict.
+        if state
+            .store
+            .get(&res.key(&t.namespace, name))
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::already_exists(&res.group, &res.plural, name));
+        }
         return Ok(present_view(res, &obj, 0));
     }
     let lease = (res.flavor == Flavor::CoreEvent || res.flavor == Flavor::EventsV1)

@@ -70,7 +70,13 @@ impl Server {
         let _ = std::fs::remove_file(self.kubeconfig());
         let t0 = Instant::now();
         let child = Command::new(rdd_binary()?)
-            .args(["svc", "serve", "--secure-port", &self.port.to_string()])
+            .args([
+                "svc",
+                "serve",
+                "--controllers=",
+                "--secure-port",
+                &self.port.to_string(),
+            ])
             .env("HOME", self.home.path())
             .env("RDD_INSTANCE", "bench")
             .stdout(Stdio::null())

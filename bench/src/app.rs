@@ -148,7 +148,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let mut procs = Procs(vec![], home.join(".rdbench/lima/rd"));
     procs.0.push(
         Command::new(&rdd)
-            .args(["svc", "serve", "--secure-port", "0"])
+            .args(["svc", "serve", "--secure-port", "0", "--controllers="])
             .env("HOME", &home)
             .env("RDD_INSTANCE", inst)
             .env("RDD_LOG_LEVEL", "warn")

@@ -476,6 +476,19 @@ async fn cp_updates_noop_conflict_dry_run_and_warnings() {
     assert_eq!(code, 201);
     let (code, _) = raw(&c, "GET", &format!("{CMS}/dry"), "", vec![]).await;
     assert_eq!(code, 404);
+    // ... and answers what the real create would: an existing name is a conflict.
+    let (code, body) = raw(
+        &c,
+        "POST",
+        &format!("{CMS}?dryRun=All"),
+        "application/json",
+        serde_json::to_vec(&cm("u")).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (409, Some("AlreadyExists"))
+    );
     let (code, _) = raw(
         &c,
         "PATCH",

@@ -121,7 +121,7 @@ impl Env {
             .join(format!("rancher-desktop-{suffix}"));
         let kubeconfig = tls.join("config.yaml");
         let rdd = Command::new(bin("rdd"))
-            .args(["svc", "serve", "--secure-port", "0"])
+            .args(["svc", "serve", "--secure-port", "0", "--controllers="])
             .env("HOME", &home)
             .env("RDD_INSTANCE", suffix)
             .env("RDD_LOG_LEVEL", "warn")
