@@ -70,6 +70,25 @@ fn start_gateway(docker_socket: &Path, extra: &[&str]) -> Gateway {
     }
 }
 
+/// Until the gateway has reached Docker (calls before that are UNAVAILABLE).
+async fn wait_connected(gw: &Gateway) {
+    let mut w = client(gw)
+        .watch_connection(rdd_proto::v1::WatchConnectionRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let deadline = Duration::from_secs(20);
+    tokio::time::timeout(deadline, async {
+        while let Some(st) = w.message().await.unwrap() {
+            if st.state == connection_state::State::Connected as i32 {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("gateway connected to Docker");
+}
+
 fn client(gw: &Gateway) -> DockerGatewayClient<Channel> {
     DockerGatewayClient::new(rdd_proto::unix_channel(&gw.socket))
 }
@@ -333,6 +352,7 @@ async fn docker_errors_and_bad_requests_map_to_grpc_codes() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = DockerProxy::start(&dir.path().join("docker.sock")).await;
     let gw = start_gateway(&proxy.path, &[]);
+    wait_connected(&gw).await;
     let scope = Scope::new();
     let image = rdd_testkit::busybox_image();
     let mut c = client(&gw);
@@ -427,6 +447,7 @@ async fn container_actions_and_logs_go_through_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = DockerProxy::start(&dir.path().join("docker.sock")).await;
     let gw = start_gateway(&proxy.path, &[]);
+    wait_connected(&gw).await;
     let scope = Scope::new();
     let mut c = client(&gw);
     let id = scope.container(
@@ -524,6 +545,7 @@ async fn socket_is_private_and_a_second_gateway_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = DockerProxy::start(&dir.path().join("docker.sock")).await;
     let gw = start_gateway(&proxy.path, &[]);
+    wait_connected(&gw).await;
     let mode = std::fs::metadata(&gw.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let out = Command::new(env!("CARGO_BIN_EXE_docker-gateway"))
