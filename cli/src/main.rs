@@ -37,6 +37,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
     /// kubectl with the caller's own KUBECONFIG.
     #[command(disable_help_flag = true)]
     Kubectl {
@@ -97,6 +99,11 @@ fn main() {
         match cli.command {
             Command::Svc(c) => svc::run(c).await,
             Command::Kubectl { args } => set::kubectl(args, None),
+            Command::Completion { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(shell, &mut Cli::command(), "rdd", &mut std::io::stdout());
+                Ok(0)
+            }
             Command::Set(a) => with_instance(|i| async move { set::set(&i, a).await }).await,
             Command::Start(w) => with_instance(|i| async move { set::start(&i, w).await }).await,
             Command::Stop(w) => with_instance(|i| async move { set::stop(&i, w).await }).await,
