@@ -13,6 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::core::PartialObjectMeta;
 use kube::{Client, ResourceExt};
 use rdd_api::containers::{Container, ContainerNamespace, ContainerStatus};
 use rdd_kit::apply::Applier;
@@ -177,7 +178,7 @@ impl Containers {
                 Err(e) => return Err(e.into()),
             }
         }
-        let cns: Api<ContainerNamespace> = Api::namespaced(self.client.clone(), ns);
+        let cns = cns_api(&self.client, ns);
         if cns.get_opt("moby").await?.is_none() {
             Applier::new(FIELD_MANAGER)
                 .object(&cns, "moby", json!({"metadata": {}}))
@@ -263,10 +264,47 @@ impl MirrorKind for Containers {
 
     async fn sweep(&self, ns: &str) -> Result<SweepReport, MirrorError> {
         let mut r = sweep(&self.api(ns), self.sweep_wait).await?;
-        let cns: Api<ContainerNamespace> = Api::namespaced(self.client.clone(), ns);
-        let c = sweep(&cns, self.sweep_wait).await?;
+        let c = sweep(&cns_api(&self.client, ns), self.sweep_wait).await?;
         r.deleted += c.deleted;
         r.blocked.extend(c.blocked);
         Ok(r)
+    }
+}
+
+/// ContainerNamespace has no spec and no status (resources.md §5.1): read it as metadata only.
+fn cns_api(client: &Client, ns: &str) -> Api<PartialObjectMeta<ContainerNamespace>> {
+    Api::namespaced(client.clone(), ns)
+}
+
+/// Repair ContainerNamespace `moby` when it is deleted while the session is connected
+/// (R-ENG-D2): a user delete returns at once (no finalizer) and a new `moby` follows.
+pub async fn repair_moby(
+    containers: std::sync::Arc<Containers>,
+    state: tokio::sync::watch::Receiver<rdd_mirror::session::EngineState>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api: Api<PartialObjectMeta<ContainerNamespace>> = Api::all(containers.client.clone());
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    loop {
+        let ev = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ev = events.next() => ev,
+        };
+        let deleted = match ev {
+            None => return,
+            Some(Ok(watcher::Event::Delete(o))) => o,
+            Some(_) => continue,
+        };
+        let st = state.borrow().clone();
+        if !st.connected || deleted.name_any() != "moby" || deleted.namespace() != st.ns {
+            continue;
+        }
+        let ns = st.ns.unwrap_or_default();
+        if let Err(e) = containers.ensure_namespaces(&ns).await {
+            tracing::warn!(error = %e, %ns, "repairing containernamespace moby");
+        }
     }
 }

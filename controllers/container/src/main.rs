@@ -126,6 +126,11 @@ async fn run() -> anyhow::Result<()> {
         concurrency: cfg.sync_concurrency,
         sweep_wait: Duration::from_secs(cfg.sweep_wait_seconds),
     });
+    tokio::spawn(container_controller::engine::repair_moby(
+        kind.clone(),
+        state_rx.clone(),
+        shutdown.clone(),
+    ));
     let session = Session {
         kind,
         apps: apps.clone(),
