@@ -234,7 +234,7 @@ async fn run_call(gateway: &Gateway, id: &str, call: Call) -> Result<(), String>
         timeout_seconds: None,
     };
     let span = tracing::info_span!("gateway", call = ?call, %id);
-    let res = async {
+    async {
         match call {
             Call::None => Ok(()),
             Call::FailNotRunning => Err(format!("cannot unpause container {id}: not running")),
@@ -250,8 +250,7 @@ async fn run_call(gateway: &Gateway, id: &str, call: Call) -> Result<(), String>
         }
     }
     .instrument(span)
-    .await;
-    res
+    .await
 }
 
 fn text(s: tonic::Status) -> String {

@@ -374,22 +374,23 @@ impl<M: MirrorKind> Session<M> {
                         Err(e) => return Ended::Failed(format!("docker-gateway subscription: {}", e.message())),
                     };
                     match msg {
-                        Some(Message::Connection(st)) => {
-                            if st.state == connection_state::State::Disconnected as i32 {
-                                synced = false;
-                                retry_sync = None;
-                                self.set_connected(Some(ns.to_string()), false);
-                                let generation = current_generation(app);
-                                // Mirrors are kept (controllers.md §4.12).
-                                if let Err(e) = self
-                                    .writer
-                                    .write(generation, &Synced::ConnectFailed(st.reason.clone()))
-                                    .await
-                                {
-                                    tracing::warn!(error = %e, "writing ConnectFailed");
-                                }
+                        Some(Message::Connection(st))
+                            if st.state == connection_state::State::Disconnected as i32 =>
+                        {
+                            synced = false;
+                            retry_sync = None;
+                            self.set_connected(Some(ns.to_string()), false);
+                            let generation = current_generation(app);
+                            // Mirrors are kept (controllers.md §4.12).
+                            if let Err(e) = self
+                                .writer
+                                .write(generation, &Synced::ConnectFailed(st.reason.clone()))
+                                .await
+                            {
+                                tracing::warn!(error = %e, "writing ConnectFailed");
                             }
                         }
+                        Some(Message::Connection(_)) => {}
                         Some(Message::Synced(_)) | Some(Message::Resync(_)) => {
                             synced = self.full_sync(ns, app).await;
                             retry_sync = (!synced).then(|| tokio::time::Instant::now() + Duration::from_secs(2));

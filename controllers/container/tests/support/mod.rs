@@ -65,7 +65,6 @@ impl Drop for Proc {
     }
 }
 
-
 pub struct Env {
     // Order matters for drop: controller first, then gateway, then the server.
     controller: Option<Proc>,
@@ -172,7 +171,9 @@ impl Env {
             ctrl_kubeconfig: PathBuf::new(),
         };
         env.ns = format!("mirror-{}", env.scope.id);
-        wait_for(Duration::from_secs(20), "gateway socket", || env.gw_socket.exists());
+        wait_for(Duration::from_secs(20), "gateway socket", || {
+            env.gw_socket.exists()
+        });
         let root = repo_root();
         for d in ["deploy/crds", "deploy/admission"] {
             let p = root.join(d);
@@ -188,7 +189,13 @@ impl Env {
         // The controller's own identity (deploy/rbac/container-controller.yaml).
         let ctrl_kc = env.home.path().join("container-controller.yaml");
         let o = Command::new(&rdd)
-            .args(["svc", "token", "create", "--controller", "container-controller"])
+            .args([
+                "svc",
+                "token",
+                "create",
+                "--controller",
+                "container-controller",
+            ])
             .arg("--kubeconfig")
             .arg(&ctrl_kc)
             .env("HOME", env.home.path())
@@ -205,9 +212,12 @@ impl Env {
             "spec": {"running": true, "namespace": env.ns, "containerEngine": {"name": "moby"}},
         });
         let apps: Api<App> = Api::all(env.client.clone());
-        apps.create(&PostParams::default(), &serde_json::from_value(app).unwrap())
-            .await
-            .unwrap();
+        apps.create(
+            &PostParams::default(),
+            &serde_json::from_value(app).unwrap(),
+        )
+        .await
+        .unwrap();
         env.set_running(true).await;
         env
     }
@@ -419,20 +429,15 @@ pub async fn watch_for(client: &Client, path: &str, dur: Duration) -> Vec<Value>
     let mut buf = Vec::new();
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + dur;
-    loop {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(f))) => {
-                if let Ok(d) = f.into_data() {
-                    buf.extend_from_slice(&d);
-                }
-                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=i).collect();
-                    if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                        out.push(v);
-                    }
-                }
+    while let Ok(Some(Ok(f))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        if let Ok(d) = f.into_data() {
+            buf.extend_from_slice(&d);
+        }
+        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                out.push(v);
             }
-            _ => break,
         }
     }
     out
