@@ -170,28 +170,21 @@ pub async fn reconcile(c: Arc<Container>, ctx: Arc<Ctx>) -> Result<Action, Recon
             Ok(Action::await_change())
         }
         Step::ForwardDelete => {
-            let mut gw = ctx.gateway.clone();
-            let req = RemoveContainerRequest {
-                id: name.clone(),
-                force: true,
-                volumes: false,
-            };
-            match gw
-                .remove_container(req)
-                .instrument(tracing::info_span!("gateway", call = "RemoveContainer"))
-                .await
-            {
-                Ok(_) => tracing::info!("container removed in Docker"),
-                Err(s) if is_not_found(&s) => tracing::info!("container already gone in Docker"),
-                Err(s) => return Err(ReconcileError::Remove(s)),
-            }
-            // Conflicts are retried inside with a fresh read; the Docker call above is not
-            // repeated for them (R-ENG-S10).
-            rdd_kit::finalizer::remove(&api, &name, FINALIZER).await?;
-            let others: Vec<&String> = c.finalizers().iter().filter(|f| *f != FINALIZER).collect();
-            if !others.is_empty() {
-                tracing::warn!(finalizers = ?others, "mirror still held by finalizers that are not ours");
-            }
+            let gw = ctx.gateway.clone();
+            let id = name.clone();
+            forward_delete(&api, &c, move || async move {
+                let mut gw = gw;
+                let req = RemoveContainerRequest {
+                    id,
+                    force: true,
+                    volumes: false,
+                };
+                gw.remove_container(req)
+                    .instrument(tracing::info_span!("gateway", call = "RemoveContainer"))
+                    .await
+                    .map(|_| ())
+            })
+            .await?;
             Ok(Action::await_change())
         }
         Step::DropInvalid(raw) => {
@@ -255,6 +248,32 @@ async fn run_call(gateway: &Gateway, id: &str, call: Call) -> Result<(), String>
 
 fn text(s: tonic::Status) -> String {
     s.message().to_string()
+}
+
+/// Deletion forwarding: `remove` (the Docker delete, NotFound is success) runs once, then our
+/// finalizer is stripped; conflicts on the finalizer are re-read and retried inside
+/// `finalizer::remove`, never by repeating the Docker call (R-ENG-S10).
+pub async fn forward_delete<F, Fut>(
+    api: &Api<Container>,
+    c: &Container,
+    remove: F,
+) -> Result<(), ReconcileError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+{
+    match remove().await {
+        Ok(()) => tracing::info!("container removed in Docker"),
+        Err(s) if is_not_found(&s) => tracing::info!("container already gone in Docker"),
+        Err(s) => return Err(ReconcileError::Remove(s)),
+    }
+    rdd_kit::finalizer::remove(api, &c.name_any(), FINALIZER).await?;
+    let others: Vec<&String> = c.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+    if !others.is_empty() {
+        // Reported, not waited on silently (R-ENG-T8).
+        tracing::warn!(finalizers = ?others, "mirror still held by finalizers that are not ours");
+    }
+    Ok(())
 }
 
 /// Write `status.lastAction` with a merge patch under the object's resourceVersion, re-reading on
@@ -404,6 +423,88 @@ mod tests {
                 ));
         }
         c
+    }
+
+    /// A fake API server: GETs answer the mirror, the first PATCH answers 409, later ones 200.
+    fn fake_api(patches: Arc<std::sync::atomic::AtomicUsize>, obj: Container) -> Client {
+        use std::sync::atomic::Ordering;
+        let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let patches = patches.clone();
+            let obj = obj.clone();
+            async move {
+                let (code, body) = if req.method() == http::Method::PATCH {
+                    if patches.fetch_add(1, Ordering::SeqCst) == 0 {
+                        (
+                            409,
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                   "reason": "Conflict", "code": 409, "message": "conflict"}),
+                        )
+                    } else {
+                        let mut o = obj.clone();
+                        o.metadata.finalizers = None;
+                        (200, serde_json::to_value(o).unwrap())
+                    }
+                } else {
+                    (200, serde_json::to_value(&obj).unwrap())
+                };
+                let resp = http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        });
+        Client::new(svc, "ns")
+    }
+
+    #[tokio::test]
+    async fn r_eng_s10_a_409_on_the_finalizer_does_not_repeat_the_docker_delete() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let mut c = mirror("ns", None, &[FINALIZER], true);
+        c.metadata.resource_version = Some("7".into());
+        let patches = Arc::new(AtomicUsize::new(0));
+        let api: Api<Container> = Api::namespaced(fake_api(patches.clone(), c.clone()), "ns");
+        let removes = Arc::new(AtomicUsize::new(0));
+        let r = removes.clone();
+        let res = tokio::time::timeout(
+            Duration::from_secs(10),
+            forward_delete(&api, &c, move || async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }),
+        )
+        .await
+        .expect("in time");
+        assert!(res.is_ok(), "{res:?}");
+        assert_eq!(
+            removes.load(Ordering::SeqCst),
+            1,
+            "Docker delete exactly once"
+        );
+        assert_eq!(
+            patches.load(Ordering::SeqCst),
+            2,
+            "409, then the finalizer removed"
+        );
+    }
+
+    #[tokio::test]
+    async fn r_eng_s10_docker_not_found_is_success() {
+        use std::sync::atomic::AtomicUsize;
+        let c = mirror("ns", None, &[FINALIZER], true);
+        let patches = Arc::new(AtomicUsize::new(1));
+        let api: Api<Container> = Api::namespaced(fake_api(patches, c.clone()), "ns");
+        let res = forward_delete(&api, &c, || async {
+            Err(tonic::Status::not_found("No such container"))
+        })
+        .await;
+        assert!(res.is_ok(), "{res:?}");
+        let res = forward_delete(&api, &c, || async {
+            Err(tonic::Status::unavailable("docker down"))
+        })
+        .await;
+        assert!(matches!(res, Err(ReconcileError::Remove(_))), "{res:?}");
     }
 
     #[test]
