@@ -4,8 +4,12 @@
 //! private HOME and reports, as a Markdown table: create throughput vs raw SQLite commits with
 //! the same pragmas, watch delivery latency with 100 watchers, RSS with 10 000 objects, and the
 //! time from process start to `/readyz`.
+//!
+//! `rdd-bench containers` starts `rdd svc serve`, `docker-gateway` and `container-controller`
+//! and reports the mirror figures of issue 7 against a bollard list+inspect floor.
 
 mod apiserver;
+mod containers;
 
 use clap::{Parser, Subcommand};
 
@@ -23,11 +27,15 @@ struct Cli {
 enum Cmd {
     /// The embedded API server: throughput, watch latency, memory, start-up.
     Apiserver(apiserver::Args),
+    /// The container-controller: cold sync vs the bollard floor, cost and latency per Docker
+    /// event at N = 10, 100, 1000 mirrors, memory.
+    Containers(containers::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Apiserver(a) => apiserver::run(a).await,
+        Cmd::Containers(a) => containers::run(a).await,
     }
 }

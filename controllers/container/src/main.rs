@@ -104,6 +104,8 @@ async fn run() -> anyhow::Result<()> {
     let (store, writer) = reflector::store();
     let informer = watcher(containers.clone(), watcher::Config::default())
         .default_backoff()
+        // managedFields are never compared: keep them out of memory.
+        .modify(|c| c.metadata.managed_fields = None)
         .reflect(writer)
         .for_each(|_| futures::future::ready(()));
     let stop = shutdown.clone();
