@@ -135,7 +135,6 @@ async fn run() -> anyhow::Result<()> {
     ));
     let session = Session {
         kind,
-        apps: apps.clone(),
         gateway: gateway.clone(),
         writer: SyncedWriter {
             api: apps,
@@ -146,7 +145,6 @@ async fn run() -> anyhow::Result<()> {
         label_selector: cfg.label_selector.clone(),
         subscriber: "container-controller".into(),
         state: state_tx,
-        sweep_wait: Duration::from_secs(cfg.sweep_wait_seconds),
     };
     let session = tokio::spawn(session.run(app_rx, shutdown.clone()));
     health.set_ready(true);

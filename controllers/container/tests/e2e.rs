@@ -112,6 +112,26 @@ async fn r_eng_l3_fifty_containers_in_mixed_states_then_the_event_path() {
         assert_eq!(cond("Paused") == "True", want == "paused", "{id}: {want}");
         assert_eq!(cond("OOMKilled"), "Unknown");
     }
+    // R-ENG-D3: disjoint owners of the status: the mirror manager owns status.status, the
+    // conditions manager only the conditions.
+    let mf = serde_json::to_value(&m[&pid].metadata.managed_fields).unwrap();
+    let owner = |manager: &str| {
+        mf.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["manager"] == manager && e["subresource"] == "status")
+            .map(|e| e["fieldsV1"]["f:status"].clone())
+            .next()
+            .unwrap_or_default()
+    };
+    let mirror_fields = owner("container-controller");
+    let condition_fields = owner("container-controller-conditions");
+    assert!(mirror_fields.get("f:status").is_some(), "{mf}");
+    assert!(mirror_fields.get("f:conditions").is_none(), "{mf}");
+    assert!(condition_fields.get("f:conditions").is_some(), "{mf}");
+    assert!(condition_fields.get("f:status").is_none(), "{mf}");
+    // R-ENG-I2: the other writer's App condition survives ours.
+    assert!(env.app_condition("Running").await.is_some());
     let p = m[&pid].status.as_ref().unwrap();
     let names: Vec<&str> = p.ports.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
@@ -464,7 +484,7 @@ async fn r_eng_s10_r_eng_s6_r_eng_t8_delete_forwarding() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r_eng_t2_r_eng_s9_reconnect_after_proxy_kill_repairs_in_place() {
+async fn r_eng_t2_r_eng_s9_reconnect_after_proxy_kill_and_gateway_restart_repairs_in_place() {
     let mut env = Env::start().await;
     let mut running = Vec::new();
     let mut stopped = Vec::new();
@@ -531,6 +551,38 @@ async fn r_eng_t2_r_eng_s9_reconnect_after_proxy_kill_repairs_in_place() {
         serde_json::to_string(&m[&pid].status.as_ref().unwrap().ports).unwrap(),
         serde_json::to_string(&m0[&pid].status.as_ref().unwrap().ports).unwrap()
     );
+
+    // R-ENG-S9: the gateway process dies (its stream ends): ConnectFailed, mirrors kept; after
+    // its restart the session resubscribes and repairs what changed meanwhile.
+    env.kill_gateway();
+    let c = env.wait_synced("ConnectFailed", T).await;
+    assert!(
+        c["message"].as_str().unwrap().contains("docker-gateway"),
+        "{c}"
+    );
+    assert_eq!(
+        env.mirrors().await.len(),
+        21,
+        "mirrors kept while disconnected"
+    );
+    docker(&["rm", "-f", &fresh[0]]);
+    docker(&["start", &stopped[7]]);
+    let late = env.container("late", false, &[], &["true"]);
+    env.start_gateway();
+    env.wait_synced("Connected", T).await;
+    let m2 = env
+        .wait_mirrors(
+            "mirrors equal docker ps -a after the gateway restart",
+            T,
+            |m| equal_to_docker(&env, m),
+        )
+        .await;
+    assert!(m2.contains_key(&late) && !m2.contains_key(&fresh[0]));
+    for (id, old) in &m {
+        if let Some(now) = m2.get(id) {
+            assert_eq!(now.metadata.uid, old.metadata.uid, "{id} kept its UID");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,8 @@ pub async fn run<K, C, E, F, Fut>(
     let (reader, writer) = kube::runtime::reflector::store();
     let stream = watcher(api.clone(), watcher::Config::default())
         .default_backoff()
+        // No predicate and no reconcile reads managedFields: keep them out of the cache.
+        .modify(|o| o.meta_mut().managed_fields = None)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(

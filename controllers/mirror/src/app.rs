@@ -172,6 +172,30 @@ mod tests {
         a
     }
 
+    #[tokio::test]
+    async fn r_eng_s2_a_missing_app_is_a_successful_no_op() {
+        let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
+            let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": "not found"});
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(404)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            )
+        });
+        let w = SyncedWriter {
+            api: Api::all(kube::Client::new(svc, "default")),
+            applier: Applier::new("t"),
+            type_: "ContainersSynced".into(),
+            connected_message: "Containers synced".into(),
+        };
+        for v in [Synced::Connected, Synced::Stopped] {
+            assert!(!w.write(3, &v).await.unwrap());
+        }
+    }
+
     #[test]
     fn wanted_only_for_a_live_running_moby_app() {
         let m = |ns: &str| Wanted::Mirror {

@@ -77,7 +77,6 @@ pub struct EngineState {
 
 pub struct Session<M> {
     pub kind: Arc<M>,
-    pub apps: Api<App>,
     pub gateway: Gateway,
     pub writer: SyncedWriter,
     /// Gateway label selector (`a=b,…`) limiting what is mirrored; empty mirrors everything.
@@ -85,8 +84,6 @@ pub struct Session<M> {
     /// Subscriber name shown in the gateway's logs.
     pub subscriber: String,
     pub state: watch::Sender<EngineState>,
-    /// How long a sweep waits for objects to disappear before naming the blockers.
-    pub sweep_wait: Duration,
 }
 
 enum Ended {

@@ -131,20 +131,7 @@ impl Env {
         let proxy = DockerProxy::start(&dir.join("docker.sock")).await;
         let gw_socket = dir.join("gateway.sock");
         let gw_admin = format!("127.0.0.1:{}", free_port());
-        let gateway = Command::new(gw_bin)
-            .arg("--docker-host")
-            .arg(format!("unix://{}", proxy.path.display()))
-            .arg("--socket")
-            .arg(&gw_socket)
-            .args(["--admin-addr", &gw_admin])
-            .env("HOME", home.path())
-            .env("RDD_LOG_LEVEL", "warn")
-            .env("RDD_RECONNECT_MIN_MS", "100")
-            .env("RDD_RECONNECT_MAX_MS", "500")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let gateway = spawn_gateway(&gw_bin, &proxy.path, &gw_socket, &gw_admin, home.path());
         let kubeconfig = home
             .path()
             .join(".local/share/rancher-desktop-e2e/config.yaml");
@@ -241,6 +228,28 @@ impl Env {
             .spawn()
             .unwrap();
         self.controller = Some(Proc(child));
+    }
+
+    /// Kill the gateway process (SIGKILL, as a crash).
+    pub fn kill_gateway(&mut self) {
+        if let Some(mut p) = self.gateway.take() {
+            let _ = p.0.kill();
+            let _ = p.0.wait();
+        }
+    }
+
+    pub fn start_gateway(&mut self) {
+        let child = spawn_gateway(
+            &sibling_bin("docker-gateway"),
+            &self.proxy.path,
+            &self.gw_socket,
+            &self.gw_admin,
+            self.home.path(),
+        );
+        self.gateway = Some(Proc(child));
+        wait_for(Duration::from_secs(20), "gateway socket", || {
+            self.gw_socket.exists()
+        });
     }
 
     pub fn stop_controller(&mut self) {
@@ -390,6 +399,24 @@ impl Env {
         args.extend(cmd);
         rdd_testkit::docker(&args)
     }
+}
+
+fn spawn_gateway(bin: &Path, docker: &Path, socket: &Path, admin: &str, home: &Path) -> Child {
+    let _ = std::fs::remove_file(socket);
+    Command::new(bin)
+        .arg("--docker-host")
+        .arg(format!("unix://{}", docker.display()))
+        .arg("--socket")
+        .arg(socket)
+        .args(["--admin-addr", admin])
+        .env("HOME", home)
+        .env("RDD_LOG_LEVEL", "warn")
+        .env("RDD_RECONNECT_MIN_MS", "100")
+        .env("RDD_RECONNECT_MAX_MS", "500")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
 }
 
 pub fn wait_for(timeout: Duration, what: &str, f: impl Fn() -> bool) {
