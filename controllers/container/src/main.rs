@@ -99,21 +99,34 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!(%admin, gateway = %cfg.gateway_socket.display(), "container-controller starting");
 
     let shutdown = CancellationToken::new();
-    // The informer copy of every Container the engine session compares against.
+    // One cache of every Container: the engine session compares against it, the reconcile
+    // runner is driven by it. Its own task keeps it polled (ready whatever the runner does) and
+    // hands the applied objects to the runner through a bounded channel.
     let containers: Api<Container> = Api::all(client.clone());
     let (store, writer) = reflector::store();
-    let informer = watcher(containers.clone(), watcher::Config::default())
+    let informer = watcher(containers, watcher::Config::default())
         .default_backoff()
         // managedFields are never compared: keep them out of memory.
         .modify(|c| c.metadata.managed_fields = None)
         .reflect(writer)
-        .for_each(|_| futures::future::ready(()));
+        .applied_objects();
+    let (objects_tx, objects_rx) = tokio::sync::mpsc::channel(1024);
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = informer => {}
-            _ = stop.cancelled() => {}
+        let mut informer = std::pin::pin!(informer);
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => return,
+                next = informer.next() => next,
+            };
+            let Some(item) = next else { return };
+            if objects_tx.send(item).await.is_err() {
+                return;
+            }
         }
+    });
+    let objects = futures::stream::unfold(objects_rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     });
 
     let apps: Api<App> = Api::all(client.clone());
@@ -123,7 +136,7 @@ async fn run() -> anyhow::Result<()> {
     let kind = Arc::new(Containers {
         client: client.clone(),
         gateway: gateway.clone(),
-        store,
+        store: store.clone(),
         labels: docker_label_filters(&cfg.label_selector),
         concurrency: cfg.sync_concurrency,
         sweep_wait: Duration::from_secs(cfg.sweep_wait_seconds),
@@ -147,6 +160,7 @@ async fn run() -> anyhow::Result<()> {
         state: state_tx,
     };
     let session = tokio::spawn(session.run(app_rx, shutdown.clone()));
+    let runner_store = store;
     health.set_ready(true);
 
     let ctx = Arc::new(Ctx {
@@ -155,7 +169,8 @@ async fn run() -> anyhow::Result<()> {
         state: state_rx,
     });
     // Returns on SIGTERM/SIGINT (the kit's runner handles the signals).
-    rdd_kit::runner::run("container", containers, ctx, metrics, reconcile).await;
+    rdd_kit::runner::run_with_cache("container", runner_store, objects, ctx, metrics, reconcile)
+        .await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), session).await;
