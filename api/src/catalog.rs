@@ -82,6 +82,14 @@ pub const CONDITIONS: &[ConditionEntry] = &[
     ),
     c(
         "App",
+        "ContainersSynced",
+        "False",
+        "SweepBlocked",
+        "sweep blocked by foreign finalizers: <kind/name (finalizers)>; …",
+        "container-controller (mirroring not wanted, but objects in NS are held by finalizers that are not its own; rechecked every 5 s)",
+    ),
+    c(
+        "App",
         "ImagesSynced",
         "True",
         "Connected",

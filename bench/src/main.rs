@@ -10,9 +10,13 @@
 //!
 //! `rdd-bench app` measures App `spec.running` patch → `Settled=True` with both controllers and
 //! the `limactl` stand-in.
+//!
+//! `rdd-bench containers` starts `rdd svc serve`, `docker-gateway` and `container-controller`
+//! and reports the mirror figures of issue 7 against a bollard list+inspect floor.
 
 mod apiserver;
 mod app;
+mod containers;
 mod gateway;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +39,9 @@ enum Cmd {
     Gateway(gateway::Args),
     /// App running patch → Settled=True with app-controller, limavm-controller and the stand-in.
     App(app::Args),
+    /// The container-controller: cold sync vs the bollard floor, cost and latency per Docker
+    /// event at N = 10, 100, 1000 mirrors, memory.
+    Containers(containers::Args),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -43,5 +50,6 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Apiserver(a) => apiserver::run(a).await,
         Cmd::Gateway(a) => gateway::run(a).await,
         Cmd::App(a) => app::run(a).await,
+        Cmd::Containers(a) => containers::run(a).await,
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -95,24 +96,77 @@ pub async fn run_with<K, C, E, F, Fut>(
     F: Fn(Arc<K>, Arc<C>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
 {
-    let failures: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> =
-        Default::default();
     let (reader, writer) = kube::runtime::reflector::store();
-    let wake_on_status = options.wake_on_status;
     let stream = watcher(api.clone(), watcher::Config::default())
         .default_backoff()
+        // No predicate and no reconcile reads managedFields: keep them out of the cache.
+        .modify(|o| o.meta_mut().managed_fields = None)
         .reflect(writer)
-        .applied_objects()
-        .predicate_filter(
-            move |o: &K| {
-                if wake_on_status {
-                    predicates::resource_version(o)
-                } else {
-                    wake_hash(o)
-                }
-            },
-            Default::default(),
-        );
+        .applied_objects();
+    drive(name, reader, stream, ctx, metrics, options, reconcile).await;
+}
+
+/// [`run`] over a cache the caller owns and also reads: `stream` carries the applied objects of
+/// the reflector behind `reader`. The caller must keep that reflector polled on its own (e.g. in
+/// a task feeding a channel), so the cache becomes ready whatever the runner does.
+pub async fn run_with_cache<K, S, C, E, F, Fut>(
+    name: &'static str,
+    reader: Store<K>,
+    stream: S,
+    ctx: Arc<C>,
+    metrics: Arc<Metrics>,
+    reconcile: F,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default,
+    S: futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    C: Send + Sync + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<C>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
+{
+    drive(
+        name,
+        reader,
+        stream,
+        ctx,
+        metrics,
+        Options::default(),
+        reconcile,
+    )
+    .await;
+}
+
+async fn drive<K, S, C, E, F, Fut>(
+    name: &'static str,
+    reader: Store<K>,
+    stream: S,
+    ctx: Arc<C>,
+    metrics: Arc<Metrics>,
+    options: Options<K>,
+    reconcile: F,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default,
+    S: futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    C: Send + Sync + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<C>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
+{
+    let failures: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> =
+        Default::default();
+    let wake_on_status = options.wake_on_status;
+    let stream = stream.predicate_filter(
+        move |o: &K| {
+            if wake_on_status {
+                predicates::resource_version(o)
+            } else {
+                wake_hash(o)
+            }
+        },
+        Default::default(),
+    );
     let labels = ControllerLabels {
         controller: name.to_string(),
     };

@@ -1,0 +1,13 @@
+//! The container-controller: Container mirrors of the Docker containers, through the
+//! docker-gateway only (never the Docker socket).
+//!
+//! - [`mirror`]: the Container status and conditions built from an inspect (pure);
+//! - [`engine`]: the container side of the engine session (full sync, events, prune, sweep,
+//!   `moby` and NS repair);
+//! - [`reconcile`]: actions from the annotation and deletion forwarding, as a table;
+//! - [`config`]: figment configuration.
+
+pub mod config;
+pub mod engine;
+pub mod mirror;
+pub mod reconcile;
