@@ -370,7 +370,10 @@ pub async fn enabled(client: &Client) -> (Vec<&'static str>, bool) {
         }
     }
     let has = |n: &str| names.iter().any(|x| x == n);
-    let kinds = if has("engine") {
+    // Each mirror process names its kind (container, image, volume), so Settled waits for the
+    // kinds that run; a bare `engine` (one process mirroring everything, as in Go) means all.
+    let per_kind = has("container") || has("image") || has("volume");
+    let kinds = if has("engine") && !per_kind {
         all_kinds
     } else {
         [

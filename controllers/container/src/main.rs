@@ -97,6 +97,16 @@ async fn run() -> anyhow::Result<()> {
     let health = rdd_kit::admin::Health::default();
     let admin = rdd_kit::admin::serve(cfg.admin_addr, metrics.clone(), health.clone()).await?;
     tracing::info!(%admin, gateway = %cfg.gateway_socket.display(), "container-controller starting");
+    // The App controller waits for the engine only when a process says it runs it.
+    if let Err(e) = rdd_kit::discovery::publish(
+        &client,
+        FIELD_MANAGER,
+        &rdd_kit::discovery::Entry::new(admin, &["engine", "container", "containernamespace"]),
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "publishing the discovery entry");
+    }
 
     let shutdown = CancellationToken::new();
     // One cache of every Container: the engine session compares against it, the reconcile
