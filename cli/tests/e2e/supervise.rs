@@ -383,3 +383,41 @@ fn cli_rdd_start_mirrors_the_local_docker_and_stop_sweeps() {
         assert!(inst.processes(b).is_empty(), "{b} left running");
     }
 }
+
+/// The App webhooks (resources.md §1.5) served by the supervised app-controller: channels
+/// resolve to concrete versions, unsupported versions are refused through `rdd set` (exit 3,
+/// the webhook's message) and nothing is written.
+#[test]
+fn cli_app_webhooks_resolve_channels_and_refuse_unsupported_versions() {
+    let inst = Instance::new();
+    let o = inst.rdd(&["svc", "start", "--controllers=app"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let version = |i: &Instance| {
+        String::from_utf8_lossy(
+            &i.kubectl(&["get", "app", "app", "-o", "jsonpath={.spec.kubernetes.version}"]).stdout,
+        )
+        .to_string()
+    };
+    let o = inst.rdd(&["set", "--wait=false", "kubernetes.enabled=true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(version(&inst), "1.34.6", "no version → channel stable");
+    let o = inst.rdd(&["set", "--wait=false", "kubernetes.version=v1.32"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(version(&inst), "1.32.13", "channel v1.32 resolved");
+    let rv = String::from_utf8_lossy(
+        &inst.kubectl(&["get", "app", "app", "-o", "jsonpath={.metadata.resourceVersion}"]).stdout,
+    )
+    .to_string();
+    let o = inst.rdd(&["set", "--wait=false", "kubernetes.version=9.9.9"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("spec.kubernetes.version \"9.9.9\" is not supported"),
+        "{}",
+        stderr(&o)
+    );
+    let after = String::from_utf8_lossy(
+        &inst.kubectl(&["get", "app", "app", "-o", "jsonpath={.metadata.resourceVersion}"]).stdout,
+    )
+    .to_string();
+    assert_eq!(rv, after, "nothing written");
+}

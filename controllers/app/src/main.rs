@@ -2,6 +2,7 @@
 //! `Running` (mirrored), `ContainerEngineReady` (from the mirror controllers' `<Kind>sSynced`)
 //! and `Settled` (controllers.md §2).
 
+mod admission;
 mod reconcile;
 mod settled;
 mod template;
@@ -38,7 +39,7 @@ pub enum Error {
 
 pub const FIELD_MANAGER: &str = "app-controller";
 
-const HELP: &str = "Configuration (later sources win): built-in defaults; a YAML file given by --config or RDD_CONFIG with keys admin_addr, kubeconfig, log_level, otlp_endpoint; the environment variables RDD_ADMIN_ADDR, RDD_KUBECONFIG, RDD_LOG_LEVEL, RDD_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_ENDPOINT); then flags. RDD_INSTANCE selects the instance (paths and the Kubernetes port 7441+index); RDD_VM_CPUS, RDD_VM_TYPE, RDD_KEEP_LOGS and RDD_TRACE_PACKETS shape the rendered Lima template.";
+const HELP: &str = "Configuration (later sources win): built-in defaults; a YAML file given by --config or RDD_CONFIG with keys admin_addr, kubeconfig, log_level, otlp_endpoint, webhook_addr (default 127.0.0.1:0, a free port), webhook_tls_dir (the instance CA the serving certificate is issued from; default <instance dir>/tls), webhook_register (apply deploy/webhooks/app-*.yaml with this URL; default true); the environment variables RDD_<KEY> (RDD_ADMIN_ADDR, RDD_KUBECONFIG, RDD_LOG_LEVEL, RDD_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, RDD_WEBHOOK_ADDR, …); then flags. RDD_INSTANCE selects the instance (paths and the Kubernetes port 7441+index); RDD_VM_CPUS, RDD_VM_TYPE, RDD_KEEP_LOGS and RDD_TRACE_PACKETS shape the rendered Lima template.";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Config {
@@ -46,6 +47,12 @@ struct Config {
     kubeconfig: Option<PathBuf>,
     log_level: String,
     otlp_endpoint: Option<String>,
+    /// The App webhooks' HTTPS address (a free loopback port by default); none disables them.
+    webhook_addr: Option<SocketAddr>,
+    /// Where the instance CA lives (`ca.crt`, `ca.key`); default `<instance dir>/tls`.
+    webhook_tls_dir: Option<PathBuf>,
+    /// Apply deploy/webhooks/app-*.yaml with this process's URL.
+    webhook_register: bool,
 }
 
 impl Default for Config {
@@ -55,6 +62,9 @@ impl Default for Config {
             kubeconfig: None,
             log_level: "info".into(),
             otlp_endpoint: None,
+            webhook_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            webhook_tls_dir: None,
+            webhook_register: true,
         }
     }
 }
@@ -117,6 +127,39 @@ async fn run() -> anyhow::Result<()> {
     let health = rdd_kit::admin::Health::default();
     let admin = rdd_kit::admin::serve(cfg.admin_addr, metrics.clone(), health.clone()).await?;
     tracing::info!(%admin, "admin endpoint");
+    if let Some(addr) = cfg.webhook_addr {
+        let tls_dir = cfg
+            .webhook_tls_dir
+            .clone()
+            .unwrap_or_else(|| instance.dir().join("tls"));
+        let (cert, key, ca) =
+            rdd_kit::webhook::issue_serving_cert(&tls_dir, "app-controller-webhooks")?;
+        let versions = Arc::new(admission::K3sVersions::bundled()?);
+        let bound = rdd_kit::webhook::serve(addr, &cert, &key, admission::routes(versions)).await?;
+        tracing::info!(%bound, "App admission webhooks");
+        if cfg.webhook_register {
+            use rdd_kit::webhook::Registration;
+            rdd_kit::webhook::register(
+                &client,
+                FIELD_MANAGER,
+                &format!("https://{bound}"),
+                &ca,
+                &[
+                    Registration {
+                        mutating: true,
+                        name: "app-defaulter",
+                        template: include_str!("../../../deploy/webhooks/app-defaulter.yaml"),
+                    },
+                    Registration {
+                        mutating: false,
+                        name: "app-validator",
+                        template: include_str!("../../../deploy/webhooks/app-validator.yaml"),
+                    },
+                ],
+            )
+            .await?;
+        }
+    }
     let ctx = Arc::new(reconcile::Ctx {
         client: client.clone(),
         instance,

@@ -125,63 +125,6 @@ pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
     Ok(Client::try_from(cfg)?)
 }
 
-/// A serving certificate for 127.0.0.1/localhost issued from the instance CA (the same CA
-/// `rdd svc` serves with; this process runs as the same user). Returns (cert, key, CA).
-fn issue_serving_cert(tls_dir: &Path) -> anyhow::Result<(String, String, String)> {
-    let ca = std::fs::read_to_string(tls_dir.join("ca.crt"))
-        .with_context(|| format!("reading {}", tls_dir.join("ca.crt").display()))?;
-    let ca_key = std::fs::read_to_string(tls_dir.join("ca.key"))
-        .with_context(|| format!("reading {}", tls_dir.join("ca.key").display()))?;
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca, rcgen::KeyPair::from_pem(&ca_key)?)?;
-    let key = rcgen::KeyPair::generate()?;
-    let mut p = rcgen::CertificateParams::new(vec!["localhost".to_string()])?;
-    p.subject_alt_names.push(rcgen::SanType::IpAddress(
-        std::net::Ipv4Addr::LOCALHOST.into(),
-    ));
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "limavm-controller-webhooks");
-    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = p.signed_by(&key, &issuer)?;
-    Ok((cert.pem(), key.serialize_pem(), ca))
-}
-
-/// Apply the webhook configurations of `deploy/webhooks/limavm-*.yaml` with this process's URL.
-async fn register_webhooks(client: &Client, url: &str, ca_pem: &str) -> anyhow::Result<()> {
-    use base64::Engine;
-    let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let fill = |t: &str| -> anyhow::Result<serde_json::Value> {
-        let text = t.replace("${URL}", url).replace("${CA_BUNDLE}", &bundle);
-        Ok(serde_saphyr::from_str(&text)?)
-    };
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    m.patch(
-        "limavm-defaulter",
-        &pp,
-        &Patch::Apply(fill(include_str!(
-            "../../../deploy/webhooks/limavm-defaulter.yaml"
-        ))?),
-    )
-    .await
-    .context("applying limavm-defaulter")?;
-    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    for (name, text) in [
-        (
-            "limavm-validator",
-            include_str!("../../../deploy/webhooks/limavm-validator.yaml"),
-        ),
-        (
-            "limavm-configmap-validator",
-            include_str!("../../../deploy/webhooks/limavm-configmap-validator.yaml"),
-        ),
-    ] {
-        v.patch(name, &pp, &Patch::Apply(fill(text)?))
-            .await
-            .with_context(|| format!("applying {name}"))?;
-    }
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run().await {
@@ -218,12 +161,41 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!(%admin, "admin endpoint");
 
     if let Some(addr) = cfg.webhook_addr {
-        let (cert, key, ca) = issue_serving_cert(&cfg.webhook_tls_dir)?;
+        let (cert, key, ca) = rdd_kit::webhook::issue_serving_cert(
+            &cfg.webhook_tls_dir,
+            "limavm-controller-webhooks",
+        )?;
         let routes = admission::routes(client.clone(), limactl.clone());
         let bound = rdd_kit::webhook::serve(addr, &cert, &key, routes).await?;
         tracing::info!(%bound, "admission webhooks");
         if cfg.webhook_register {
-            register_webhooks(&client, &format!("https://{bound}"), &ca).await?;
+            use rdd_kit::webhook::Registration;
+            rdd_kit::webhook::register(
+                &client,
+                FIELD_MANAGER,
+                &format!("https://{bound}"),
+                &ca,
+                &[
+                    Registration {
+                        mutating: true,
+                        name: "limavm-defaulter",
+                        template: include_str!("../../../deploy/webhooks/limavm-defaulter.yaml"),
+                    },
+                    Registration {
+                        mutating: false,
+                        name: "limavm-validator",
+                        template: include_str!("../../../deploy/webhooks/limavm-validator.yaml"),
+                    },
+                    Registration {
+                        mutating: false,
+                        name: "limavm-configmap-validator",
+                        template: include_str!(
+                            "../../../deploy/webhooks/limavm-configmap-validator.yaml"
+                        ),
+                    },
+                ],
+            )
+            .await?;
         }
     }
 
