@@ -394,7 +394,14 @@ fn cli_app_webhooks_resolve_channels_and_refuse_unsupported_versions() {
     assert!(o.status.success(), "{}", stderr(&o));
     let version = |i: &Instance| {
         String::from_utf8_lossy(
-            &i.kubectl(&["get", "app", "app", "-o", "jsonpath={.spec.kubernetes.version}"]).stdout,
+            &i.kubectl(&[
+                "get",
+                "app",
+                "app",
+                "-o",
+                "jsonpath={.spec.kubernetes.version}",
+            ])
+            .stdout,
         )
         .to_string()
     };
@@ -405,7 +412,15 @@ fn cli_app_webhooks_resolve_channels_and_refuse_unsupported_versions() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(version(&inst), "1.32.13", "channel v1.32 resolved");
     let rv = String::from_utf8_lossy(
-        &inst.kubectl(&["get", "app", "app", "-o", "jsonpath={.metadata.resourceVersion}"]).stdout,
+        &inst
+            .kubectl(&[
+                "get",
+                "app",
+                "app",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ])
+            .stdout,
     )
     .to_string();
     let o = inst.rdd(&["set", "--wait=false", "kubernetes.version=9.9.9"]);
@@ -416,7 +431,15 @@ fn cli_app_webhooks_resolve_channels_and_refuse_unsupported_versions() {
         stderr(&o)
     );
     let after = String::from_utf8_lossy(
-        &inst.kubectl(&["get", "app", "app", "-o", "jsonpath={.metadata.resourceVersion}"]).stdout,
+        &inst
+            .kubectl(&[
+                "get",
+                "app",
+                "app",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ])
+            .stdout,
     )
     .to_string();
     assert_eq!(rv, after, "nothing written");

@@ -149,7 +149,10 @@ mod tests {
         assert_eq!(v.default_version(true, "stable").as_deref(), Some("1.34.6"));
         assert_eq!(v.default_version(true, "1.32").as_deref(), Some("1.32.13"));
         assert_eq!(v.default_version(true, "v1.32").as_deref(), Some("1.32.13"));
-        assert_eq!(v.default_version(false, "latest").as_deref(), Some("1.35.3"));
+        assert_eq!(
+            v.default_version(false, "latest").as_deref(),
+            Some("1.35.3")
+        );
         // A concrete version, or anything unknown (its `v` kept), is left for the validator.
         assert_eq!(v.default_version(true, "1.32.0"), None);
         assert_eq!(v.default_version(true, "v1.32.0"), None);
@@ -167,7 +170,9 @@ mod tests {
         assert_eq!(v.refusal(true, "1.32.0"), None);
         assert_eq!(
             v.refusal(true, "v1.32.0").as_deref(),
-            Some("spec.kubernetes.version \"v1.32.0\" is not supported; see the bundled k3s-versions.json for valid versions")
+            Some(
+                "spec.kubernetes.version \"v1.32.0\" is not supported; see the bundled k3s-versions.json for valid versions"
+            )
         );
         assert!(v.refusal(false, "9.9.9").is_some());
     }

@@ -809,28 +809,49 @@ async fn template_change_restart_annotation_crash_and_orphan() {
     let vm = vm_json(&env, "default").await.unwrap();
     assert_eq!(count(&vm), 1);
 
-    // Template change.
+    // Template change, followed through a watch from before the write, so a short
+    // ApplyingTemplate phase cannot slip between two polls.
     let pid = env.agent_pid();
+    let apps = env.apps();
+    let rv = apps
+        .get("app")
+        .await
+        .unwrap()
+        .resource_version()
+        .unwrap_or_default();
     let g = env
         .set_app(json!({"containerEngine": {"name": "containerd"}}))
         .await;
-    let apps = env.apps();
     let mut saw_applying = false;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut events = {
+        use futures::StreamExt;
+        apps.watch(
+            &kube::api::WatchParams::default()
+                .fields("metadata.name=app")
+                .timeout(60),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed()
+    };
     loop {
-        let a = serde_json::to_value(apps.get("app").await.unwrap()).unwrap();
-        let s = cond(&a, "Settled").unwrap();
+        use futures::TryStreamExt;
+        let ev = events.try_next().await.unwrap();
+        let Some(kube::api::WatchEvent::Modified(app)) = ev else {
+            assert!(ev.is_some(), "template change did not settle within 60 s");
+            continue;
+        };
+        let a = serde_json::to_value(app).unwrap();
+        let Some(s) = cond(&a, "Settled") else {
+            continue;
+        };
         if s["reason"] == "ApplyingTemplate" {
             saw_applying = true;
         }
         if s["status"] == "True" && s["observedGeneration"].as_i64() == Some(g) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "template change did not settle: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
         saw_applying,

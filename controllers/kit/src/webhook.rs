@@ -176,6 +176,76 @@ pub async fn serve_until(
     Ok(bound)
 }
 
+/// A serving certificate for 127.0.0.1/localhost issued from the instance CA in `tls_dir`
+/// (`ca.crt`, `ca.key`, created by `rdd svc`; controllers run as the same user). Returns
+/// (certificate, key, CA) in PEM. No port or certificate is fixed, so instances never collide.
+pub fn issue_serving_cert(
+    tls_dir: &std::path::Path,
+    common_name: &str,
+) -> Result<(String, String, String), KitError> {
+    let read = |f: &str| {
+        std::fs::read_to_string(tls_dir.join(f))
+            .map_err(|e| KitError::Config(format!("reading {}: {e}", tls_dir.join(f).display())))
+    };
+    let ca = read("ca.crt")?;
+    let ca_key = read("ca.key")?;
+    let cert_err = |e: rcgen::Error| KitError::Config(format!("webhook certificate: {e}"));
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&ca, rcgen::KeyPair::from_pem(&ca_key).map_err(cert_err)?)
+            .map_err(cert_err)?;
+    let key = rcgen::KeyPair::generate().map_err(cert_err)?;
+    let mut p = rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(cert_err)?;
+    p.subject_alt_names.push(rcgen::SanType::IpAddress(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    ));
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = p.signed_by(&key, &issuer).map_err(cert_err)?;
+    Ok((cert.pem(), key.serialize_pem(), ca))
+}
+
+/// One webhook configuration template of `deploy/webhooks/` (with `${URL}` and `${CA_BUNDLE}`).
+pub struct Registration<'a> {
+    pub mutating: bool,
+    pub name: &'a str,
+    pub template: &'a str,
+}
+
+/// Apply the configurations with this process's URL and CA bundle (server-side apply under
+/// `field_manager`), so the API server calls the process wherever it listens today.
+pub async fn register(
+    client: &kube::Client,
+    field_manager: &str,
+    url: &str,
+    ca_pem: &str,
+    configs: &[Registration<'_>],
+) -> Result<(), KitError> {
+    use base64::Engine;
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    use kube::api::{Api, Patch, PatchParams};
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let pp = PatchParams::apply(field_manager).force();
+    for c in configs {
+        let text = c
+            .template
+            .replace("${URL}", url)
+            .replace("${CA_BUNDLE}", &bundle);
+        let body: serde_json::Value = serde_saphyr::from_str(&text)
+            .map_err(|e| KitError::Config(format!("webhook configuration {}: {e}", c.name)))?;
+        if c.mutating {
+            let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+            api.patch(c.name, &pp, &Patch::Apply(body)).await?;
+        } else {
+            let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+            api.patch(c.name, &pp, &Patch::Apply(body)).await?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,69 +296,4 @@ mod tests {
         );
         assert_eq!(review(&routes(), "/nope", b"{}").0, StatusCode::NOT_FOUND);
     }
-}
-
-/// A serving certificate for 127.0.0.1/localhost issued from the instance CA in `tls_dir`
-/// (`ca.crt`, `ca.key`, created by `rdd svc`; controllers run as the same user). Returns
-/// (certificate, key, CA) in PEM. No port or certificate is fixed, so instances never collide.
-pub fn issue_serving_cert(
-    tls_dir: &std::path::Path,
-    common_name: &str,
-) -> Result<(String, String, String), KitError> {
-    let read = |f: &str| {
-        std::fs::read_to_string(tls_dir.join(f))
-            .map_err(|e| KitError::Config(format!("reading {}: {e}", tls_dir.join(f).display())))
-    };
-    let ca = read("ca.crt")?;
-    let ca_key = read("ca.key")?;
-    let cert_err = |e: rcgen::Error| KitError::Config(format!("webhook certificate: {e}"));
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca, rcgen::KeyPair::from_pem(&ca_key).map_err(cert_err)?)
-        .map_err(cert_err)?;
-    let key = rcgen::KeyPair::generate().map_err(cert_err)?;
-    let mut p = rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(cert_err)?;
-    p.subject_alt_names
-        .push(rcgen::SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, common_name);
-    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = p.signed_by(&key, &issuer).map_err(cert_err)?;
-    Ok((cert.pem(), key.serialize_pem(), ca))
-}
-
-/// One webhook configuration template of `deploy/webhooks/` (with `${URL}` and `${CA_BUNDLE}`).
-pub struct Registration<'a> {
-    pub mutating: bool,
-    pub name: &'a str,
-    pub template: &'a str,
-}
-
-/// Apply the configurations with this process's URL and CA bundle (server-side apply under
-/// `field_manager`), so the API server calls the process wherever it listens today.
-pub async fn register(
-    client: &kube::Client,
-    field_manager: &str,
-    url: &str,
-    ca_pem: &str,
-    configs: &[Registration<'_>],
-) -> Result<(), KitError> {
-    use base64::Engine;
-    use k8s_openapi::api::admissionregistration::v1::{
-        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-    };
-    use kube::api::{Api, Patch, PatchParams};
-    let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let pp = PatchParams::apply(field_manager).force();
-    for c in configs {
-        let text = c.template.replace("${URL}", url).replace("${CA_BUNDLE}", &bundle);
-        let body: serde_json::Value = serde_saphyr::from_str(&text)
-            .map_err(|e| KitError::Config(format!("webhook configuration {}: {e}", c.name)))?;
-        if c.mutating {
-            let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-            api.patch(c.name, &pp, &Patch::Apply(body)).await?;
-        } else {
-            let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-            api.patch(c.name, &pp, &Patch::Apply(body)).await?;
-        }
-    }
-    Ok(())
 }
