@@ -443,4 +443,37 @@ fn cli_app_webhooks_resolve_channels_and_refuse_unsupported_versions() {
     )
     .to_string();
     assert_eq!(rv, after, "nothing written");
+    // The same rules through kubectl.
+    let o = inst.kubectl(&[
+        "patch",
+        "app",
+        "app",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"kubernetes":{"version":"1.99.0"}}}"#,
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("admission webhook \"app-validator.app.rancherdesktop.io\" denied the request"),
+        "{e}"
+    );
+    assert!(
+        e.contains("spec.kubernetes.version \"1.99.0\" is not supported"),
+        "{e}"
+    );
+    let o = inst.kubectl(&[
+        "patch",
+        "app",
+        "app",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"kubernetes":{"version":"latest"}}}"#,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        version(&inst),
+        "1.35.3",
+        "channel latest resolved for kubectl too"
+    );
 }
