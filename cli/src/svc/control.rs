@@ -179,12 +179,9 @@ fn pid_time(inst: &Instance) -> Option<SystemTime> {
         .ok()
 }
 
+/// A client with the instance's admin kubeconfig.
 pub async fn client(inst: &Instance) -> anyhow::Result<kube::Client> {
-    let path = inst.dir().join("config.yaml");
-    let kc =
-        kube::config::Kubeconfig::read_from(&path).with_context(|| path.display().to_string())?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-    Ok(kube::Client::try_from(cfg)?)
+    Ok(rdd_kit::client(Some(&inst.dir().join("config.yaml"))).await?)
 }
 
 /// Ready (cli.md §3.3): the kubeconfig works and the discovery ConfigMap of this start says

@@ -3,7 +3,6 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::io::AsRawFd;
 
 use anyhow::Context;
 use clap::Args;
@@ -46,25 +45,6 @@ pub struct ServeArgs {
     pub max_inflight: usize,
 }
 
-/// Holds an exclusive lock on `<dir>/rdd.lock` for the life of the process.
-struct InstanceLock(#[allow(dead_code)] fs::File);
-
-fn lock(inst: &Instance) -> anyhow::Result<InstanceLock> {
-    let path = inst.dir().join("rdd.lock");
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| path.display().to_string())?;
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if r != 0 {
-        anyhow::bail!("control plane {:?} is already running", inst.name());
-    }
-    Ok(InstanceLock(f))
-}
-
 pub async fn run(inst: Instance, a: ServeArgs) -> anyhow::Result<i32> {
     let dir = inst.dir();
     fs::DirBuilder::new()
@@ -72,7 +52,14 @@ pub async fn run(inst: Instance, a: ServeArgs) -> anyhow::Result<i32> {
         .mode(0o700)
         .create(&dir)
         .with_context(|| dir.display().to_string())?;
-    let _lock = lock(&inst)?;
+    // Held for the life of the process; the kernel releases it however the process ends.
+    let _lock = match rdd_process::lock::acquire(&dir.join("rdd.lock"), "control plane") {
+        Ok(l) => l,
+        Err(rdd_process::ProcessError::Locked(_)) => {
+            anyhow::bail!("control plane {:?} is already running", inst.name())
+        }
+        Err(e) => return Err(e.into()),
+    };
     let args_file = dir.join("args.json");
     if !args_file.exists() {
         let args = serde_json::json!([
@@ -115,10 +102,7 @@ pub async fn run(inst: Instance, a: ServeArgs) -> anyhow::Result<i32> {
     let enabled = super::selection::enabled(&a.controllers).map_err(anyhow::Error::msg)?;
     let procs = super::selection::procs(&enabled);
     super::supervise::kill_leftovers(&inst);
-    let kubeconfig = kube::config::Kubeconfig::read_from(dir.join("config.yaml"))?;
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?,
-    )?;
+    let client = super::control::client(&inst).await?;
     super::manifests::install(&client, &enabled)
         .await
         .context("installing deploy/ manifests")?;

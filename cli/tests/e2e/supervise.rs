@@ -65,6 +65,12 @@ impl Instance {
             .output()
             .unwrap()
     }
+    /// A JSONPath of the App singleton, as kubectl prints it.
+    fn app(&self, jsonpath: &str) -> String {
+        let o = self.kubectl(&["get", "app", "app", "-o", &format!("jsonpath={jsonpath}")]);
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
     /// Processes of this instance running `exe` (found through their environment).
     fn processes(&self, exe: &str) -> Vec<u32> {
         let want = format!("RDD_INSTANCE={}", self.name);
@@ -183,19 +189,7 @@ fn cli_bad_input_is_a_one_line_error_and_changes_nothing() {
     inst.start_bare();
     let o = inst.rdd(&["set", "--wait=false", "running=true"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let rv = |i: &Instance| {
-        String::from_utf8_lossy(
-            &i.kubectl(&[
-                "get",
-                "app",
-                "app",
-                "-o",
-                "jsonpath={.metadata.resourceVersion}",
-            ])
-            .stdout,
-        )
-        .to_string()
-    };
+    let rv = |i: &Instance| i.app("{.metadata.resourceVersion}");
     let before = rv(&inst);
     for (args, want) in [
         (vec!["set", "bogus=1"], "unknown property \"bogus\""),
@@ -231,14 +225,7 @@ fn cli_set_waits_for_its_own_generation_and_honours_wait_and_timeout_flags() {
     let o = inst.rdd(&["set", "--wait=false", "running=true"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(t.elapsed() < Duration::from_secs(10));
-    let generation = |i: &Instance| {
-        String::from_utf8_lossy(
-            &i.kubectl(&["get", "app", "app", "-o", "jsonpath={.metadata.generation}"])
-                .stdout,
-        )
-        .parse::<i64>()
-        .unwrap()
-    };
+    let generation = |i: &Instance| i.app("{.metadata.generation}").parse::<i64>().unwrap();
     let settle = |i: &Instance, g: i64| {
         let patch = serde_json::json!({"status": {"conditions": [{
             "type": "Settled", "status": "True", "reason": "Settled", "message": "test",
@@ -276,17 +263,7 @@ fn cli_set_waits_for_its_own_generation_and_honours_wait_and_timeout_flags() {
         let mut g = 0;
         wait_for("the write", || {
             g = generation(&inst);
-            String::from_utf8_lossy(
-                &inst
-                    .kubectl(&[
-                        "get",
-                        "app",
-                        "app",
-                        "-o",
-                        "jsonpath={.spec.containerEngine.name}",
-                    ])
-                    .stdout,
-            ) == "containerd"
+            inst.app("{.spec.containerEngine.name}") == "containerd"
         });
         g
     };
@@ -354,14 +331,10 @@ fn cli_rdd_start_mirrors_the_local_docker_and_stop_sweeps() {
         let o = inst.kubectl(&["get", "containers", "-A", "-o", "name"]);
         String::from_utf8_lossy(&o.stdout).contains(&id)
     });
-    let o = inst.kubectl(&[
-        "get",
-        "app",
-        "app",
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"ContainerEngineReady\")].reason}",
-    ]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "Connected");
+    assert_eq!(
+        inst.app("{.status.conditions[?(@.type==\"ContainerEngineReady\")].reason}"),
+        "Connected"
+    );
     let o = run(&["stop", "--timeout=90s"]);
     assert!(o.status.success(), "rdd stop: {}", stderr(&o));
     let o = inst.kubectl(&["get", "containers", "-A", "-o", "name"]);
@@ -392,37 +365,14 @@ fn cli_app_webhooks_resolve_channels_and_refuse_unsupported_versions() {
     let inst = Instance::new();
     let o = inst.rdd(&["svc", "start", "--controllers=app"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let version = |i: &Instance| {
-        String::from_utf8_lossy(
-            &i.kubectl(&[
-                "get",
-                "app",
-                "app",
-                "-o",
-                "jsonpath={.spec.kubernetes.version}",
-            ])
-            .stdout,
-        )
-        .to_string()
-    };
+    let version = |i: &Instance| i.app("{.spec.kubernetes.version}");
     let o = inst.rdd(&["set", "--wait=false", "kubernetes.enabled=true"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(version(&inst), "1.34.6", "no version → channel stable");
     let o = inst.rdd(&["set", "--wait=false", "kubernetes.version=v1.32"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(version(&inst), "1.32.13", "channel v1.32 resolved");
-    let rv = String::from_utf8_lossy(
-        &inst
-            .kubectl(&[
-                "get",
-                "app",
-                "app",
-                "-o",
-                "jsonpath={.metadata.resourceVersion}",
-            ])
-            .stdout,
-    )
-    .to_string();
+    let rv = inst.app("{.metadata.resourceVersion}");
     let o = inst.rdd(&["set", "--wait=false", "kubernetes.version=9.9.9"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(
@@ -430,18 +380,7 @@ fn cli_app_webhooks_resolve_channels_and_refuse_unsupported_versions() {
         "{}",
         stderr(&o)
     );
-    let after = String::from_utf8_lossy(
-        &inst
-            .kubectl(&[
-                "get",
-                "app",
-                "app",
-                "-o",
-                "jsonpath={.metadata.resourceVersion}",
-            ])
-            .stdout,
-    )
-    .to_string();
+    let after = inst.app("{.metadata.resourceVersion}");
     assert_eq!(rv, after, "nothing written");
     // The same rules through kubectl.
     let o = inst.kubectl(&[

@@ -16,7 +16,7 @@ use figment::providers::Serialized;
 use futures::StreamExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use rdd_api::app::App;
 use rdd_api::limavm::LimaVM;
 use rdd_process::instance::Instance;
@@ -116,35 +116,27 @@ async fn run() -> anyhow::Result<()> {
         &cfg.log_level,
         cfg.otlp_endpoint.as_deref(),
     )?;
-    let client = match &cfg.kubeconfig {
-        Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p)?;
-            Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)?
-        }
-        None => Client::try_default().await?,
-    };
+    let client = rdd_kit::client(cfg.kubeconfig.as_deref()).await?;
     let metrics = Arc::new(rdd_kit::metrics::Metrics::new());
     let health = rdd_kit::admin::Health::default();
     let admin = rdd_kit::admin::serve(cfg.admin_addr, metrics.clone(), health.clone()).await?;
     tracing::info!(%admin, "admin endpoint");
     if let Some(addr) = cfg.webhook_addr {
+        use rdd_kit::webhook::{Registration, Webhooks};
         let tls_dir = cfg
             .webhook_tls_dir
             .clone()
             .unwrap_or_else(|| instance.dir().join("tls"));
-        let (cert, key, ca) =
-            rdd_kit::webhook::issue_serving_cert(&tls_dir, "app-controller-webhooks")?;
         let versions = Arc::new(admission::K3sVersions::bundled()?);
-        let bound = rdd_kit::webhook::serve(addr, &cert, &key, admission::routes(versions)).await?;
-        tracing::info!(%bound, "App admission webhooks");
-        if cfg.webhook_register {
-            use rdd_kit::webhook::Registration;
-            rdd_kit::webhook::register(
-                &client,
-                FIELD_MANAGER,
-                &format!("https://{bound}"),
-                &ca,
-                &[
+        rdd_kit::webhook::start(
+            &client,
+            FIELD_MANAGER,
+            Webhooks {
+                addr,
+                tls_dir: &tls_dir,
+                common_name: "app-controller-webhooks",
+                register: cfg.webhook_register,
+                configs: &[
                     Registration {
                         mutating: true,
                         name: "app-defaulter",
@@ -156,9 +148,10 @@ async fn run() -> anyhow::Result<()> {
                         template: include_str!("../../../deploy/webhooks/app-validator.yaml"),
                     },
                 ],
-            )
-            .await?;
-        }
+            },
+            admission::routes(versions),
+        )
+        .await?;
     }
     let ctx = Arc::new(reconcile::Ctx {
         client: client.clone(),

@@ -3,15 +3,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use container_controller::config::{Config, HELP};
 use container_controller::engine::{Containers, FIELD_MANAGER, docker_label_filters};
 use container_controller::reconcile::{Ctx, reconcile};
 use figment::providers::Serialized;
 use futures::StreamExt;
+use kube::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, Client};
 use rdd_api::app::App;
 use rdd_api::containers::Container;
 use rdd_kit::apply::Applier;
@@ -70,16 +69,6 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
-    let Some(path) = kubeconfig else {
-        return Ok(Client::try_default().await?);
-    };
-    let kc = kube::config::Kubeconfig::read_from(path)
-        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-    Ok(Client::try_from(cfg)?)
-}
-
 async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let inst = Instance::from_env().map_err(anyhow::Error::msg)?;
@@ -91,7 +80,7 @@ async fn run() -> anyhow::Result<()> {
         &cfg.log_level,
         cfg.otlp_endpoint.as_deref(),
     )?;
-    let client = client(cfg.kubeconfig.as_ref()).await?;
+    let client = rdd_kit::client(cfg.kubeconfig.as_deref()).await?;
     let gateway = rdd_mirror::gateway::connect(&cfg.gateway_socket);
     let metrics = Arc::new(Metrics::new());
     let health = rdd_kit::admin::Health::default();
@@ -179,8 +168,16 @@ async fn run() -> anyhow::Result<()> {
         state: state_rx,
     });
     // Returns on SIGTERM/SIGINT (the kit's runner handles the signals).
-    rdd_kit::runner::run_with_cache("container", runner_store, objects, ctx, metrics, reconcile)
-        .await;
+    rdd_kit::runner::run_with_cache(
+        "container",
+        runner_store,
+        objects,
+        ctx,
+        metrics,
+        rdd_kit::runner::Options::default(),
+        reconcile,
+    )
+    .await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), session).await;

@@ -33,3 +33,17 @@ pub enum KitError {
     #[error("admin server: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// A client for `kubeconfig` (a controller's own identity), or the standard discovery
+/// (`KUBECONFIG`, in-cluster) when none is given.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, KitError> {
+    let Some(path) = kubeconfig else {
+        return Ok(kube::Client::try_default().await?);
+    };
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| KitError::Config(format!("reading kubeconfig {}: {e}", path.display())))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| KitError::Config(format!("kubeconfig {}: {e}", path.display())))?;
+    Ok(kube::Client::try_from(cfg)?)
+}

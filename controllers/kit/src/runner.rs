@@ -103,41 +103,13 @@ pub async fn run_with<K, C, E, F, Fut>(
         .modify(|o| o.meta_mut().managed_fields = None)
         .reflect(writer)
         .applied_objects();
-    drive(name, reader, stream, ctx, metrics, options, reconcile).await;
+    run_with_cache(name, reader, stream, ctx, metrics, options, reconcile).await;
 }
 
-/// [`run`] over a cache the caller owns and also reads: `stream` carries the applied objects of
-/// the reflector behind `reader`. The caller must keep that reflector polled on its own (e.g. in
-/// a task feeding a channel), so the cache becomes ready whatever the runner does.
+/// [`run_with`] over a cache the caller owns and also reads: `stream` carries the applied
+/// objects of the reflector behind `reader`. The caller must keep that reflector polled on its
+/// own (e.g. in a task feeding a channel), so the cache becomes ready whatever the runner does.
 pub async fn run_with_cache<K, S, C, E, F, Fut>(
-    name: &'static str,
-    reader: Store<K>,
-    stream: S,
-    ctx: Arc<C>,
-    metrics: Arc<Metrics>,
-    reconcile: F,
-) where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + Hash + Clone + Default,
-    S: futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-    C: Send + Sync + 'static,
-    E: std::error::Error + Send + Sync + 'static,
-    F: Fn(Arc<K>, Arc<C>) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
-{
-    drive(
-        name,
-        reader,
-        stream,
-        ctx,
-        metrics,
-        Options::default(),
-        reconcile,
-    )
-    .await;
-}
-
-async fn drive<K, S, C, E, F, Fut>(
     name: &'static str,
     reader: Store<K>,
     stream: S,

@@ -246,6 +246,42 @@ pub async fn register(
     Ok(())
 }
 
+/// Where and how a controller serves its admission webhooks.
+pub struct Webhooks<'a> {
+    /// Listen address (a free loopback port by default, never a fixed one).
+    pub addr: SocketAddr,
+    /// The instance CA the serving certificate is issued from.
+    pub tls_dir: &'a std::path::Path,
+    pub common_name: &'a str,
+    /// Apply `configs` with this process's URL once it listens.
+    pub register: bool,
+    pub configs: &'a [Registration<'a>],
+}
+
+/// Issue the serving certificate, serve `routes` and register the configurations: the whole
+/// start-up of a controller's webhooks. Returns the bound address.
+pub async fn start(
+    client: &kube::Client,
+    field_manager: &str,
+    w: Webhooks<'_>,
+    routes: Routes,
+) -> Result<SocketAddr, KitError> {
+    let (cert, key, ca) = issue_serving_cert(w.tls_dir, w.common_name)?;
+    let bound = serve(w.addr, &cert, &key, routes).await?;
+    tracing::info!(%bound, name = w.common_name, "admission webhooks");
+    if w.register {
+        register(
+            client,
+            field_manager,
+            &format!("https://{bound}"),
+            &ca,
+            w.configs,
+        )
+        .await?;
+    }
+    Ok(bound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

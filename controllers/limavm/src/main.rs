@@ -7,7 +7,7 @@ mod limactl;
 mod reconcile;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use rdd_api::limavm::LimaVM;
 use rdd_process::instance::Instance;
 use serde::{Deserialize, Serialize};
@@ -104,23 +104,6 @@ struct Args {
     log_level: Option<String>,
 }
 
-fn client_config_error(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("kubeconfig: {e}")
-}
-
-pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
-    let cfg = match kubeconfig {
-        Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p).map_err(client_config_error)?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .map_err(client_config_error)?
-        }
-        None => kube::Config::infer().await.map_err(client_config_error)?,
-    };
-    Ok(Client::try_from(cfg)?)
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run().await {
@@ -149,7 +132,7 @@ async fn run() -> anyhow::Result<()> {
         program: cfg.limactl.clone(),
         lima_home: cfg.lima_home.clone(),
     };
-    let client = client(cfg.kubeconfig.as_deref()).await?;
+    let client = rdd_kit::client(cfg.kubeconfig.as_deref()).await?;
 
     let metrics = Arc::new(rdd_kit::metrics::Metrics::new());
     let health = rdd_kit::admin::Health::default();
@@ -157,21 +140,16 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!(%admin, "admin endpoint");
 
     if let Some(addr) = cfg.webhook_addr {
-        let (cert, key, ca) = rdd_kit::webhook::issue_serving_cert(
-            &cfg.webhook_tls_dir,
-            "limavm-controller-webhooks",
-        )?;
-        let routes = admission::routes(client.clone(), limactl.clone());
-        let bound = rdd_kit::webhook::serve(addr, &cert, &key, routes).await?;
-        tracing::info!(%bound, "admission webhooks");
-        if cfg.webhook_register {
-            use rdd_kit::webhook::Registration;
-            rdd_kit::webhook::register(
-                &client,
-                FIELD_MANAGER,
-                &format!("https://{bound}"),
-                &ca,
-                &[
+        use rdd_kit::webhook::{Registration, Webhooks};
+        rdd_kit::webhook::start(
+            &client,
+            FIELD_MANAGER,
+            Webhooks {
+                addr,
+                tls_dir: &cfg.webhook_tls_dir,
+                common_name: "limavm-controller-webhooks",
+                register: cfg.webhook_register,
+                configs: &[
                     Registration {
                         mutating: true,
                         name: "limavm-defaulter",
@@ -190,9 +168,10 @@ async fn run() -> anyhow::Result<()> {
                         ),
                     },
                 ],
-            )
-            .await?;
-        }
+            },
+            admission::routes(client.clone(), limactl.clone()),
+        )
+        .await?;
     }
 
     let (tx, rx) = tokio::sync::mpsc::channel::<ObjectRef<LimaVM>>(16);
