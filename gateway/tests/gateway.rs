@@ -194,7 +194,8 @@ async fn two_subscribers_see_the_same_events_over_one_docker_events_connection()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_proxy_gives_disconnected_then_resync_and_the_relist_sees_the_changes() {
+async fn r_eng_t2_killing_the_proxy_gives_disconnected_then_resync_and_the_relist_sees_the_changes()
+{
     let dir = tempfile::tempdir().unwrap();
     let mut proxy = DockerProxy::start(&dir.path().join("docker.sock")).await;
     let gw = start_gateway(&proxy.path, &[]);
@@ -572,7 +573,7 @@ async fn socket_is_private_and_a_second_gateway_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_absent_engine_is_a_quiet_disconnected_state() {
+async fn r_eng_s1_an_absent_engine_is_a_quiet_disconnected_state_naming_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     let absent = dir.path().join("nothing-here.sock");
     let gw = start_gateway(&absent, &[]);

@@ -430,7 +430,7 @@ async fn interfering_client(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kit_conflicting_write_is_retried_from_a_fresh_read() {
+async fn kit_r_eng_i2_s10_conflicting_write_is_retried_from_a_fresh_read() {
     use k8s_openapi::api::core::v1::ConfigMap;
     let server = Server::start();
     let plain = server.client().await;

@@ -217,7 +217,7 @@ fn cli_bad_input_is_a_one_line_error_and_changes_nothing() {
 }
 
 #[test]
-fn cli_set_waits_for_its_own_generation_and_honours_wait_and_timeout_flags() {
+fn cli_r_eng_i3_s8_t6_set_waits_for_its_own_generation_and_honours_wait_and_timeout_flags() {
     let inst = Instance::new();
     inst.start_bare();
     // --wait=false returns as soon as the write is accepted (no controller will ever settle).
