@@ -122,6 +122,14 @@ pub const CONDITIONS: &[ConditionEntry] = &[
     ),
     c(
         "App",
+        "ImagesSynced",
+        "False",
+        "SweepBlocked",
+        "sweep blocked by foreign finalizers: <kind/name (finalizers)>; …",
+        "image-controller (as ContainersSynced)",
+    ),
+    c(
+        "App",
         "VolumesSynced",
         "True",
         "Connected",
@@ -151,6 +159,14 @@ pub const CONDITIONS: &[ConditionEntry] = &[
         "NotApplicable",
         "Engine mirroring is only supported with the moby backend",
         "volume-controller",
+    ),
+    c(
+        "App",
+        "VolumesSynced",
+        "False",
+        "SweepBlocked",
+        "sweep blocked by foreign finalizers: <kind/name (finalizers)>; …",
+        "volume-controller (as ContainersSynced)",
     ),
     c(
         "App",
@@ -407,6 +423,22 @@ pub const CONDITIONS: &[ConditionEntry] = &[
         "OOMKilled",
         "Unable to tell if container is OOMKilled",
         "container-controller (conditions field manager)",
+    ),
+    c(
+        "Image",
+        "DeletionBlocked",
+        "True",
+        "Conflict",
+        "Docker's refusal, e.g. `conflict: unable to remove repository reference … container … is using its referenced image …`",
+        "image-controller (conditions field manager; set while a delete of the mirror waits for Docker; retried with backoff up to 30 s)",
+    ),
+    c(
+        "Volume",
+        "DeletionBlocked",
+        "True",
+        "Conflict",
+        "Docker's refusal, e.g. `remove <name>: volume is in use - [<container id>]`",
+        "volume-controller (conditions field manager; set while a delete of the mirror waits for Docker; retried with backoff up to 30 s)",
     ),
     c(
         "ContainerCreateRequest",

@@ -1,28 +1,130 @@
 //! Container-engine mirrors (`containers.rancherdesktop.io/v1alpha1`, resources.md §5): Docker
 //! objects as API resources, written by the engine controllers with server-side apply.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::conditions::Condition;
 
-/// A container namespace of the engine (`moby`); metadata only.
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "containers.rancherdesktop.io",
-    version = "v1alpha1",
-    kind = "ContainerNamespace",
-    doc = "A container namespace of the engine (`moby`); metadata only.",
-    plural = "containernamespaces",
-    singular = "containernamespace",
-    shortname = "cns",
-    namespaced,
-    category = "all"
-)]
-pub struct ContainerNamespaceSpec {}
+/// A container namespace of the engine (`moby`): metadata only, no spec and no status
+/// (resources.md §5.1). kube's `CustomResource` derive always adds a `spec`, so this kind is
+/// written by hand: the object is `apiVersion`, `kind` and `metadata`, and its CRD schema has no
+/// properties, so anything else a client sends is pruned.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct ContainerNamespace {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}
+
+impl ContainerNamespace {
+    pub const GROUP: &'static str = "containers.rancherdesktop.io";
+    pub const VERSION: &'static str = "v1alpha1";
+    pub const KIND: &'static str = "ContainerNamespace";
+    pub const PLURAL: &'static str = "containernamespaces";
+
+    /// A ContainerNamespace `name` in namespace `ns`.
+    pub fn new(name: &str, ns: &str) -> ContainerNamespace {
+        ContainerNamespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(ns.to_string()),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl Serialize for ContainerNamespace {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ContainerNamespace", 3)?;
+        st.serialize_field("apiVersion", &format!("{}/{}", Self::GROUP, Self::VERSION))?;
+        st.serialize_field("kind", Self::KIND)?;
+        st.serialize_field("metadata", &self.metadata)?;
+        st.end()
+    }
+}
+
+impl kube::Resource for ContainerNamespace {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Self::KIND.into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Self::GROUP.into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Self::VERSION.into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Self::PLURAL.into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl kube::CustomResourceExt for ContainerNamespace {
+    fn crd() -> CustomResourceDefinition {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
+        let doc =
+            "A container namespace of the engine (`moby`); metadata only: no spec, no status.";
+        CustomResourceDefinition {
+            metadata: ObjectMeta {
+                name: Some(Self::crd_name().to_string()),
+                ..Default::default()
+            },
+            spec: ext::CustomResourceDefinitionSpec {
+                group: Self::GROUP.into(),
+                names: ext::CustomResourceDefinitionNames {
+                    categories: Some(vec!["all".into()]),
+                    kind: Self::KIND.into(),
+                    plural: Self::PLURAL.into(),
+                    short_names: Some(Self::shortnames().iter().map(|s| s.to_string()).collect()),
+                    singular: Some("containernamespace".into()),
+                    ..Default::default()
+                },
+                scope: "Namespaced".into(),
+                versions: vec![ext::CustomResourceDefinitionVersion {
+                    name: Self::VERSION.into(),
+                    schema: Some(ext::CustomResourceValidation {
+                        open_api_v3_schema: Some(ext::JSONSchemaProps {
+                            description: Some(doc.into()),
+                            title: Some(Self::KIND.into()),
+                            type_: Some("object".into()),
+                            ..Default::default()
+                        }),
+                    }),
+                    served: true,
+                    storage: true,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            status: None,
+        }
+    }
+    fn crd_name() -> &'static str {
+        "containernamespaces.containers.rancherdesktop.io"
+    }
+    fn api_resource() -> kube::core::ApiResource {
+        kube::core::ApiResource::erase::<ContainerNamespace>(&())
+    }
+    fn shortnames() -> &'static [&'static str] {
+        &["cns"]
+    }
+}
 
 /// A Docker container, named by its 64-hex-digit ID. Act on it with the
 /// `containers.rancherdesktop.io/action` annotation (start, stop, pause, unpause, restart);
@@ -209,6 +311,8 @@ pub struct ImageStatus {
     pub size: i64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Conditions: `DeletionBlocked` (True while Docker refuses the removal a delete of this
+    /// mirror asked for, e.g. an image in use by a container), written by the image-controller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::conditions::conditions_schema")]
     pub conditions: Vec<Condition>,
@@ -250,4 +354,10 @@ pub struct VolumeStatus {
     pub scope: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// Conditions: `DeletionBlocked` (True while Docker refuses the removal a delete of this
+    /// mirror asked for, e.g. a volume in use by a container), written by the volume-controller.
+    /// An addition to resources.md §5.4, which lists no conditions for Volumes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::conditions::conditions_schema")]
+    pub conditions: Vec<Condition>,
 }

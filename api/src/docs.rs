@@ -172,6 +172,9 @@ fn kind_section(out: &mut String, crd: &CustomResourceDefinition) {
             );
         }
         let req = schema.required.clone().unwrap_or_default();
+        if schema.properties.as_ref().is_none_or(|p| p.is_empty()) {
+            let _ = writeln!(out, "| (metadata only) | | | no spec and no status |");
+        }
         for (name, p) in schema.properties.iter().flatten() {
             walk(out, name, p, req.contains(name));
         }

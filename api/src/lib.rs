@@ -32,10 +32,11 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         requests::VolumeCreateRequest::crd(),
     ];
     for crd in &mut all {
-        // Mirrors and ContainerNamespace have no desired state: their (empty) spec is optional.
+        // Mirrors have no desired state: their (empty) spec is optional. (ContainerNamespace has
+        // no spec at all.)
         if matches!(
             crd.spec.names.kind.as_str(),
-            "ContainerNamespace" | "Container" | "Image" | "Volume"
+            "Container" | "Image" | "Volume"
         ) {
             for v in &mut crd.spec.versions {
                 if let Some(schema) = v
@@ -51,6 +52,16 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
                         .filter(|r| r != "spec")
                         .collect();
                     schema.required = (!required.is_empty()).then_some(required);
+                    // ... and defaults to `{}`, so an object created without one (`kubectl
+                    // apply` of a bare mirror) still reads as the typed kind: a typed informer
+                    // fails on the first object it cannot decode.
+                    if let Some(spec) = schema.properties.as_mut().and_then(|p| p.get_mut("spec")) {
+                        spec.default = Some(
+                            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                                serde_json::json!({}),
+                            ),
+                        );
+                    }
                 }
             }
         }

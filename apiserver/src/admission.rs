@@ -279,11 +279,6 @@ pub async fn admit(
             continue;
         }
         let fail_closed = spec.get("failurePolicy").and_then(Value::as_str) != Some("Ignore");
-        let validations = spec
-            .get("validations")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
         for binding in &b.bindings {
             let bname = crate::meta::name(binding).to_string();
             if binding
@@ -292,69 +287,218 @@ pub async fn admit(
             {
                 continue;
             }
-            let vars = [
-                ("object", req.object.cloned().unwrap_or(Value::Null)),
-                ("oldObject", req.old_object.cloned().unwrap_or(Value::Null)),
-                ("request", request_json(req)),
-                ("params", Value::Null),
-                ("namespaceObject", ns_obj.clone().unwrap_or(Value::Null)),
-            ];
             let who = format!("ValidatingAdmissionPolicy '{pname}' with binding '{bname}'");
-            let eval = match Eval::new(&vars).and_then(|e| e.with_variables(spec.get("variables")))
-            {
-                Ok(e) => e,
+            let params = match params(state, spec, binding, req).await {
+                Ok(p) => p,
                 Err(e) if fail_closed => {
-                    return Err(deny("Forbidden", format!("{who} denied request: {e}"), req));
+                    return Err(deny(
+                        "Forbidden",
+                        format!("{who} denied request: failed to configure binding: {e}"),
+                        req,
+                    ));
                 }
-                Err(_) => continue,
+                Err(e) => {
+                    tracing::warn!(policy = %pname, binding = %bname, error = %e, "admission policy binding ignored (failurePolicy Ignore)");
+                    continue;
+                }
             };
-            let mut applies = true;
-            for c in spec
-                .get("matchConditions")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                match eval.check(c.get("expression").and_then(Value::as_str).unwrap_or("")) {
-                    Outcome::True => {}
-                    Outcome::False => applies = false,
-                    Outcome::Error(_) if !fail_closed => applies = false,
-                    Outcome::Error(e) => {
-                        return Err(deny("Forbidden", format!("{who} denied request: {e}"), req));
-                    }
-                }
-            }
-            if !applies {
-                continue;
-            }
-            let actions = strs(binding.pointer("/spec/validationActions"));
-            for v in &validations {
-                let expr = v.get("expression").and_then(Value::as_str).unwrap_or("");
-                let msg = match eval.check(expr) {
-                    Outcome::True => continue,
-                    Outcome::Error(_) if !fail_closed => continue,
-                    Outcome::Error(e) => e,
-                    Outcome::False => v
-                        .get("messageExpression")
-                        .and_then(Value::as_str)
-                        .and_then(|m| eval.message(m))
-                        .or_else(|| v.get("message").and_then(Value::as_str).map(str::to_string))
-                        .unwrap_or_else(|| format!("failed expression: {expr}")),
+            // Every param object is evaluated; the results are ANDed (upstream).
+            for param in params {
+                let binding = Evaluation {
+                    spec,
+                    binding,
+                    who: &who,
+                    pname: &pname,
+                    bname: &bname,
+                    fail_closed,
                 };
-                if actions.iter().any(|a| a == "Warn") {
-                    warnings.push(format!("Validation failed for {who}: {msg}"));
-                }
-                if actions.iter().any(|a| a == "Audit") {
-                    tracing::info!(policy = %pname, binding = %bname, message = %msg, "admission policy audit");
-                }
-                if actions.iter().any(|a| a == "Deny") {
-                    let reason = v.get("reason").and_then(Value::as_str).unwrap_or("Invalid");
-                    return Err(deny(reason, format!("{who} denied request: {msg}"), req));
-                }
+                binding.run(req, param, ns_obj.as_ref(), warnings)?;
             }
         }
     }
     Ok(())
+}
+
+/// One policy under one binding with one param object.
+struct Evaluation<'a> {
+    spec: &'a Value,
+    binding: &'a Value,
+    who: &'a str,
+    pname: &'a str,
+    bname: &'a str,
+    fail_closed: bool,
+}
+
+impl Evaluation<'_> {
+    fn run(
+        &self,
+        req: &Request<'_>,
+        param: Value,
+        ns_obj: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ApiError> {
+        let (spec, who) = (self.spec, self.who);
+        let vars = [
+            ("object", req.object.cloned().unwrap_or(Value::Null)),
+            ("oldObject", req.old_object.cloned().unwrap_or(Value::Null)),
+            ("request", request_json(req)),
+            ("params", param),
+            ("namespaceObject", ns_obj.cloned().unwrap_or(Value::Null)),
+        ];
+        let eval = match Eval::new(&vars).and_then(|e| e.with_variables(spec.get("variables"))) {
+            Ok(e) => e,
+            Err(e) if self.fail_closed => {
+                return Err(deny("Forbidden", format!("{who} denied request: {e}"), req));
+            }
+            Err(_) => return Ok(()),
+        };
+        for c in spec
+            .get("matchConditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match eval.check(c.get("expression").and_then(Value::as_str).unwrap_or("")) {
+                Outcome::True => {}
+                Outcome::False => return Ok(()),
+                Outcome::Error(_) if !self.fail_closed => return Ok(()),
+                Outcome::Error(e) => {
+                    return Err(deny("Forbidden", format!("{who} denied request: {e}"), req));
+                }
+            }
+        }
+        let actions = strs(self.binding.pointer("/spec/validationActions"));
+        for v in spec
+            .get("validations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let expr = v.get("expression").and_then(Value::as_str).unwrap_or("");
+            let msg = match eval.check(expr) {
+                Outcome::True => continue,
+                Outcome::Error(_) if !self.fail_closed => continue,
+                Outcome::Error(e) => e,
+                Outcome::False => v
+                    .get("messageExpression")
+                    .and_then(Value::as_str)
+                    .and_then(|m| eval.message(m))
+                    .or_else(|| v.get("message").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_else(|| format!("failed expression: {expr}")),
+            };
+            if actions.iter().any(|a| a == "Warn") {
+                warnings.push(format!("Validation failed for {who}: {msg}"));
+            }
+            if actions.iter().any(|a| a == "Audit") {
+                tracing::info!(policy = %self.pname, binding = %self.bname, message = %msg, "admission policy audit");
+            }
+            if actions.iter().any(|a| a == "Deny") {
+                let reason = v.get("reason").and_then(Value::as_str).unwrap_or("Invalid");
+                return Err(deny(reason, format!("{who} denied request: {msg}"), req));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn nonempty<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The param objects a binding evaluates its policy with:
+///
+/// | policy `paramKind` | binding `paramRef`              | params                                  |
+/// |--------------------|---------------------------------|-----------------------------------------|
+/// | unset              | anything (ignored)              | one evaluation, `params` null           |
+/// | set                | unset / kind not served         | error → failurePolicy                   |
+/// | set                | `name` / `selector` finds some  | each object found                       |
+/// | set                | finds none, `Allow`             | none: the binding admits                |
+/// | set                | finds none, `Deny` (or unset)   | error → failurePolicy                   |
+///
+/// A namespaced paramKind is looked up in `paramRef.namespace`, else the request's namespace
+/// (an error for cluster-scoped requests); a cluster-scoped one must not name a namespace.
+async fn params(
+    state: &Arc<State>,
+    spec: &Value,
+    binding: &Value,
+    req: &Request<'_>,
+) -> Result<Vec<Value>, String> {
+    let Some(kind) = spec.get("paramKind").filter(|k| k.is_object()) else {
+        return Ok(vec![Value::Null]);
+    };
+    let api_version = kind.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind_name = kind.get("kind").and_then(Value::as_str).unwrap_or("");
+    let Some(pref) = binding.pointer("/spec/paramRef").filter(|p| p.is_object()) else {
+        return Err(format!(
+            "paramKind {api_version}, Kind={kind_name} is set but the binding has no paramRef"
+        ));
+    };
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let res = state
+        .registry()
+        .by_kind(group, version, kind_name)
+        .ok_or_else(|| {
+            format!(
+                "failed to find resource referenced by paramKind: '{api_version}, Kind={kind_name}'"
+            )
+        })?;
+    let ns = match (res.namespaced, nonempty(pref, "namespace")) {
+        (true, Some(ns)) => ns.to_string(),
+        (true, None) if !req.namespace.is_empty() => req.namespace.to_string(),
+        (true, None) => {
+            return Err(
+                "cannot use a namespaced paramKind without paramRef.namespace for a cluster-scoped request"
+                    .into(),
+            );
+        }
+        (false, Some(_)) => {
+            return Err("paramRef.namespace must not be set for a cluster-scoped paramKind".into());
+        }
+        (false, None) => String::new(),
+    };
+    let rows = match (
+        nonempty(pref, "name"),
+        pref.get("selector").filter(|s| s.is_object()),
+    ) {
+        (Some(name), None) => state
+            .store
+            .get(&res.key(&ns, name))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect::<Vec<_>>(),
+        (None, Some(sel)) => {
+            let sel = label_selector(sel).map_err(|e| e.message.clone())?;
+            let (rows, _, _) = state
+                .store
+                .list(&res.prefix(&ns), 0, None, 0)
+                .await
+                .map_err(|e| e.to_string())?;
+            rows.into_iter()
+                .filter(|r| sel.matches(crate::meta::labels(&r.value)))
+                .collect()
+        }
+        _ => return Err("paramRef needs exactly one of name and selector".into()),
+    };
+    if rows.is_empty() {
+        return match pref.get("parameterNotFoundAction").and_then(Value::as_str) {
+            Some("Allow") => Ok(Vec::new()),
+            _ => {
+                Err("no params found for policy binding with `Deny` parameterNotFoundAction".into())
+            }
+        };
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut v = r.value.as_ref().clone();
+            v["apiVersion"] = Value::String(api_version.to_string());
+            v["kind"] = Value::String(kind_name.to_string());
+            crate::meta::meta_mut(&mut v)
+                .insert("resourceVersion".into(), Value::String(r.rev.to_string()));
+            v
+        })
+        .collect())
 }
 
 /// Bound policies from storage: every policy with at least one binding naming it.

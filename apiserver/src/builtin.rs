@@ -113,6 +113,11 @@ pub fn schemas() -> Schemas {
             &mut roots,
             k("", "v1", "Service"),
         );
+        add::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(
+            &mut generator,
+            &mut roots,
+            k("policy", "v1", "PodDisruptionBudget"),
+        );
     }
     add::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy>(
         &mut generator,
@@ -321,6 +326,12 @@ fn annotate(c: &mut BTreeMap<String, Value>) {
         ),
         (
             "io.k8s.api.apps.v1.DeploymentStatus",
+            "conditions",
+            &["type"][..],
+            "type",
+        ),
+        (
+            "io.k8s.api.policy.v1.PodDisruptionBudgetStatus",
             "conditions",
             &["type"][..],
             "type",
@@ -698,6 +709,14 @@ pub fn resources(schemas: &Schemas) -> Vec<Resource> {
             &["deploy"][..],
         ),
         ("", "services", "service", "Service", true, &["svc"][..]),
+        (
+            "policy",
+            "poddisruptionbudgets",
+            "poddisruptionbudget",
+            "PodDisruptionBudget",
+            true,
+            &["pdb"][..],
+        ),
     ] {
         let mut r = res(
             group,
@@ -709,8 +728,38 @@ pub fn resources(schemas: &Schemas) -> Vec<Resource> {
             short,
             Flavor::Stored,
         );
-        if kind == "Deployment" || kind == "Service" {
+        if matches!(kind, "Deployment" | "Service" | "PodDisruptionBudget") {
             r.subresources = vec!["status".into()];
+        }
+        if kind == "PodDisruptionBudget" {
+            // As upstream's table: the budget and what the (absent) disruption controller
+            // would allow.
+            r.tracks_generation = true;
+            r.printer_columns = vec![
+                col("Name", "string", ".metadata.name", 0, NAME_DESC),
+                col(
+                    "Min Available",
+                    "string",
+                    ".spec.minAvailable",
+                    0,
+                    "The minimum number of pods that must be available",
+                ),
+                col(
+                    "Max Unavailable",
+                    "string",
+                    ".spec.maxUnavailable",
+                    0,
+                    "The maximum number of pods that may be unavailable",
+                ),
+                col(
+                    "Allowed Disruptions",
+                    "integer",
+                    ".status.disruptionsAllowed",
+                    0,
+                    "Number of pod disruptions that are currently allowed",
+                ),
+                col("Age", "date", ".metadata.creationTimestamp", 0, AGE_DESC),
+            ];
         }
         if kind.ends_with("WebhookConfiguration") {
             r.flavor = Flavor::WebhookConfig;

@@ -143,6 +143,7 @@ pub fn validate(state: &State, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
             Some(schema) => {
                 if has_rules(schema) {
                     cel_errors(&kube_cel::compile_schema(schema), &path, &mut out);
+                    out.extend(crate::celcheck::check_schema(schema, &path));
                 }
                 for e in rdd_schema::check_structural(schema, &path) {
                     out.push(Cause {

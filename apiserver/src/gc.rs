@@ -4,12 +4,15 @@
 //! |-----------------------------------------------------|---------------------------------|
 //! | none of them exists any more                        | delete the dependent            |
 //! | one is deleting with the `orphan` finalizer         | drop that owner reference       |
-//! | one is deleting with the `foregroundDeletion` one   | delete the dependent            |
+//! | one is deleting with the `foregroundDeletion` one   | delete the dependent, in the foreground when it has dependents itself |
 //! | otherwise                                           | nothing                         |
 //!
-//! and an owner deleting with `orphan` or `foregroundDeletion` loses that finalizer once no
-//! dependent refers to it any more. A pass runs at start-up (dangling references) and after
-//! deletions, debounced.
+//! and an owner deleting with `orphan` loses that finalizer once no dependent refers to it any
+//! more, one deleting with `foregroundDeletion` once no dependent refers to it with
+//! `blockOwnerDeletion: true`. All state lives in the stored objects (finalizers, deletion
+//! timestamps, references), so a pass after a crash picks up where the last one stopped. A
+//! pass runs at start-up (dangling references, interrupted deletions) and after deletions,
+//! debounced.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -32,6 +35,28 @@ struct Obj {
     key: String,
     rev: i64,
     value: Arc<Value>,
+}
+
+struct OwnerRef {
+    uid: String,
+    block: bool,
+}
+
+fn owner_refs(v: &Value) -> Vec<OwnerRef> {
+    meta::meta(v)
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| {
+                    Some(OwnerRef {
+                        uid: r.get("uid").and_then(Value::as_str)?.to_string(),
+                        block: r.get("blockOwnerDeletion") == Some(&Value::Bool(true)),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn owner_uids(v: &Value) -> Vec<String> {
@@ -72,41 +97,50 @@ pub async fn pass(state: &Arc<State>) -> Result<(), ApiError> {
         .iter()
         .filter_map(|o| meta::meta_str(&o.value, "uid").map(|u| (u.to_string(), o)))
         .collect();
+    let deleting_with = |v: &Value, fin: &str| {
+        meta::meta_str(v, "deletionTimestamp").is_some()
+            && meta::finalizers(v).iter().any(|f| f == fin)
+    };
+    // Owners that still have dependents: deleting one of those in the foreground cascades.
+    let owners: HashSet<String> = all.iter().flat_map(|o| owner_uids(&o.value)).collect();
+    // Owners some dependent still refers to, and refers to with blockOwnerDeletion.
     let mut referenced: HashSet<String> = HashSet::new();
+    let mut blocking: HashSet<String> = HashSet::new();
     for o in &all {
-        let uids = owner_uids(&o.value);
-        if uids.is_empty() {
+        let refs = owner_refs(&o.value);
+        if refs.is_empty() {
             continue;
         }
         let ns = meta::meta_str(&o.value, "namespace").unwrap_or("");
         // An owner resolves if it exists and is cluster-scoped or in the dependent's namespace.
-        let live: Vec<&&Obj> = uids
+        let live: Vec<&&Obj> = refs
             .iter()
-            .filter_map(|u| by_uid.get(u))
+            .filter_map(|r| by_uid.get(&r.uid))
             .filter(|owner| {
                 !owner.res.namespaced
                     || meta::meta_str(&owner.value, "namespace").unwrap_or("") == ns
             })
             .collect();
         let name = meta::name(&o.value).to_string();
+        let deleting = meta::meta_str(&o.value, "deletionTimestamp").is_some();
         if live.is_empty() {
-            if meta::meta_str(&o.value, "deletionTimestamp").is_none() {
+            if !deleting {
                 write::delete_internal(state, &o.res, ns, &name).await?;
             }
             continue;
         }
-        let orphaning: Vec<String> = live
+        let orphaning: Vec<&str> = live
             .iter()
-            .filter(|w| {
-                meta::meta_str(&w.value, "deletionTimestamp").is_some()
-                    && meta::finalizers(&w.value).iter().any(|f| f == ORPHAN)
-            })
-            .filter_map(|w| meta::meta_str(&w.value, "uid").map(str::to_string))
+            .filter(|w| deleting_with(&w.value, ORPHAN))
+            .filter_map(|w| meta::meta_str(&w.value, "uid"))
             .collect();
-        let foreground = live.iter().any(|w| {
-            meta::meta_str(&w.value, "deletionTimestamp").is_some()
-                && meta::finalizers(&w.value).iter().any(|f| f == FOREGROUND)
-        });
+        let foreground = live.iter().any(|w| deleting_with(&w.value, FOREGROUND));
+        for r in refs.iter().filter(|r| !orphaning.contains(&r.uid.as_str())) {
+            referenced.insert(r.uid.clone());
+            if r.block {
+                blocking.insert(r.uid.clone());
+            }
+        }
         if !orphaning.is_empty() {
             let mut next = o.value.as_ref().clone();
             if let Some(refs) = next
@@ -116,40 +150,37 @@ pub async fn pass(state: &Arc<State>) -> Result<(), ApiError> {
                 refs.retain(|r| {
                     !r.get("uid")
                         .and_then(Value::as_str)
-                        .is_some_and(|u| orphaning.iter().any(|x| x == u))
+                        .is_some_and(|u| orphaning.contains(&u))
                 });
                 if refs.is_empty() {
                     meta::meta_mut(&mut next).remove("ownerReferences");
                 }
             }
             write::store_internal(state, &o.res, &o.key, o.rev, next).await?;
-        } else if foreground {
-            if meta::meta_str(&o.value, "deletionTimestamp").is_none() {
-                write::delete_internal(state, &o.res, ns, &name).await?;
-            }
-            referenced.extend(uids);
-        } else {
-            referenced.extend(uids);
+        }
+        if foreground && !deleting {
+            let uid = meta::meta_str(&o.value, "uid").unwrap_or("");
+            let policy = owners.contains(uid).then_some("Foreground");
+            write::delete_internal_with(state, &o.res, ns, &name, policy).await?;
         }
     }
-    // Owners waiting on their dependents: release them once nothing refers to them.
+    // Owners waiting on their dependents: release them once nothing holds them.
     for o in &all {
         if meta::meta_str(&o.value, "deletionTimestamp").is_none() {
             continue;
         }
-        let fins = meta::finalizers(&o.value);
-        if !fins.iter().any(|f| f == ORPHAN || f == FOREGROUND) {
-            continue;
-        }
         let uid = meta::meta_str(&o.value, "uid").unwrap_or("");
-        if referenced.contains(uid) {
+        let fins = meta::finalizers(&o.value);
+        let release = |f: &str| match f {
+            ORPHAN => !referenced.contains(uid),
+            FOREGROUND => !blocking.contains(uid),
+            _ => false,
+        };
+        if !fins.iter().any(|f| release(f)) {
             continue;
         }
         let mut next = o.value.as_ref().clone();
-        let keep: Vec<String> = fins
-            .into_iter()
-            .filter(|f| f != ORPHAN && f != FOREGROUND)
-            .collect();
+        let keep: Vec<String> = fins.into_iter().filter(|f| !release(f)).collect();
         meta::meta_mut(&mut next).insert("finalizers".into(), json!(keep));
         write::store_internal(state, &o.res, &o.key, o.rev, next).await?;
     }
@@ -164,7 +195,7 @@ pub fn spawn(state: Arc<State>) {
         loop {
             if pending {
                 // Let a burst of deletions settle into one pass.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(state.config.gc_delay).await;
                 while rx.try_recv().is_ok() {}
                 pending = false;
                 if let Err(e) = pass(&state).await {

@@ -42,6 +42,9 @@ pub struct Config {
     /// How often history is compacted, and how many newest revisions compaction always keeps.
     pub compaction_interval: std::time::Duration,
     pub compaction_keep: i64,
+    /// How long the garbage collector lets a burst of deletions settle before a pass (and
+    /// waits before its start-up pass). Test switch: a long delay holds collection back.
+    pub gc_delay: std::time::Duration,
     /// Objects created at start-up when missing (and reconciled, for RBAC objects the server
     /// owns): `rdd svc` passes the controller identities declared in `deploy/rbac`.
     pub manifests: Vec<serde_json::Value>,
@@ -60,6 +63,7 @@ impl Config {
             reject_send_initial_events: false,
             compaction_interval: std::time::Duration::from_secs(300),
             compaction_keep: 1000,
+            gc_delay: std::time::Duration::from_millis(100),
             manifests: Vec::new(),
         }
     }

@@ -47,6 +47,27 @@ pub fn eval_path(obj: &Value, path: &str) -> Vec<Value> {
 
 fn cell_of(res: &Resource, col: &PrinterColumn, obj: &Value) -> Value {
     // Built-in computed columns.
+    if res.kind == "PodDisruptionBudget" {
+        let field = match col.name.as_str() {
+            "Min Available" => Some("/spec/minAvailable"),
+            "Max Unavailable" => Some("/spec/maxUnavailable"),
+            "Allowed Disruptions" => {
+                return obj
+                    .pointer("/status/disruptionsAllowed")
+                    .cloned()
+                    .unwrap_or(json!(0));
+            }
+            _ => None,
+        };
+        if let Some(f) = field {
+            // Upstream prints an unset bound as N/A.
+            return match obj.pointer(f) {
+                Some(Value::Number(n)) => json!(n.to_string()),
+                Some(Value::String(s)) => json!(s),
+                _ => json!("N/A"),
+            };
+        }
+    }
     match (res.flavor, col.name.as_str()) {
         (Flavor::ConfigMap, "Data") => {
             let n = obj

@@ -227,6 +227,7 @@ pub fn validate_kind(
             }
         }
         Flavor::Crd => out.extend(crate::crd::validate(state, obj, old)),
+        Flavor::Stored if res.kind == "PodDisruptionBudget" => out.extend(pdb(obj)),
         _ => {}
     }
     // Built-in objects are checked against their published schema's types, so a wrong type
@@ -245,4 +246,185 @@ pub fn validate_kind(
         }
     }
     out
+}
+
+/// An int-or-string bound of a PodDisruptionBudget: a non-negative integer or a percentage of
+/// at most 100 (upstream's ValidatePositiveIntOrPercent and IsNotMoreThan100Percent).
+fn int_or_percent(v: &Value, field: &str, out: &mut Vec<Cause>) {
+    match v {
+        Value::Number(n) if n.as_i64().is_some_and(|i| i < 0) => out.push(cause(
+            "FieldValueInvalid",
+            field,
+            format!("Invalid value: {n}: must be greater than or equal to 0"),
+        )),
+        Value::Number(_) => {}
+        Value::String(s) => {
+            let digits = s
+                .strip_suffix('%')
+                .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()));
+            match digits.map(|d| d.parse::<u64>()) {
+                Some(Ok(p)) if p > 100 => out.push(cause(
+                    "FieldValueInvalid",
+                    field,
+                    format!("Invalid value: \"{s}\": must not be greater than 100%"),
+                )),
+                Some(Ok(_)) => {}
+                _ => out.push(cause(
+                    "FieldValueInvalid",
+                    field,
+                    format!("Invalid value: \"{s}\": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"),
+                )),
+            }
+        }
+        _ => {}
+    }
+}
+
+/// policy/v1 PodDisruptionBudget spec rules (upstream `ValidatePodDisruptionBudgetSpec`).
+fn pdb(obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let spec = obj.get("spec").cloned().unwrap_or(json!({}));
+    let min = spec.get("minAvailable").filter(|v| !v.is_null());
+    let max = spec.get("maxUnavailable").filter(|v| !v.is_null());
+    if min.is_some() && max.is_some() {
+        out.push(cause(
+            "FieldValueInvalid",
+            "spec",
+            "Invalid value: minAvailable and maxUnavailable cannot be both set".into(),
+        ));
+    }
+    if let Some(v) = min {
+        int_or_percent(v, "spec.minAvailable", &mut out);
+    }
+    if let Some(v) = max {
+        int_or_percent(v, "spec.maxUnavailable", &mut out);
+    }
+    if let Some(sel) = spec.get("selector").filter(|s| s.is_object()) {
+        for (i, e) in sel
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let field = format!("spec.selector.matchExpressions[{i}]");
+            let values = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+                "In" | "NotIn" if values == 0 => out.push(cause(
+                    "FieldValueRequired",
+                    &format!("{field}.values"),
+                    "Required value: must be specified when `operator` is 'In' or 'NotIn'".into(),
+                )),
+                "Exists" | "DoesNotExist" if values > 0 => out.push(cause(
+                    "FieldValueForbidden",
+                    &format!("{field}.values"),
+                    "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'".into(),
+                )),
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                op => out.push(cause(
+                    "FieldValueNotSupported",
+                    &format!("{field}.operator"),
+                    format!("Unsupported value: \"{op}\": supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\""),
+                )),
+            }
+            if let Some(k) = e.get("key").and_then(Value::as_str)
+                && let Some(err) = meta::qualified_name(k)
+            {
+                out.push(cause(
+                    "FieldValueInvalid",
+                    &format!("{field}.key"),
+                    format!("Invalid value: \"{k}\": {err}"),
+                ));
+            }
+        }
+        for (k, v) in sel
+            .get("matchLabels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let bad = meta::qualified_name(k).or_else(|| v.as_str().and_then(meta::label_value));
+            if let Some(err) = bad {
+                out.push(cause(
+                    "FieldValueInvalid",
+                    "spec.selector.matchLabels",
+                    format!("Invalid value: \"{k}\": {err}"),
+                ));
+            }
+        }
+    }
+    if let Some(p) = spec
+        .get("unhealthyPodEvictionPolicy")
+        .and_then(Value::as_str)
+        && !matches!(p, "IfHealthyBudget" | "AlwaysAllow")
+    {
+        out.push(cause(
+            "FieldValueNotSupported",
+            "spec.unhealthyPodEvictionPolicy",
+            format!(
+                "Unsupported value: \"{p}\": supported values: \"AlwaysAllow\", \"IfHealthyBudget\""
+            ),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod pdb_tests {
+    use super::*;
+
+    fn fields(spec: Value) -> Vec<String> {
+        pdb(&json!({"spec": spec}))
+            .into_iter()
+            .map(|c| c.field)
+            .collect()
+    }
+
+    #[test]
+    fn pod_disruption_budget_rules() {
+        assert!(
+            fields(json!({"minAvailable": 1, "selector": {"matchLabels": {"app": "x"}}}))
+                .is_empty()
+        );
+        assert!(
+            fields(json!({"maxUnavailable": "25%", "unhealthyPodEvictionPolicy": "AlwaysAllow"}))
+                .is_empty()
+        );
+        assert!(fields(json!({"minAvailable": "100%"})).is_empty());
+        assert_eq!(
+            fields(json!({"minAvailable": 1, "maxUnavailable": 1})),
+            ["spec"]
+        );
+        assert_eq!(fields(json!({"minAvailable": -1})), ["spec.minAvailable"]);
+        assert_eq!(
+            fields(json!({"maxUnavailable": "150%"})),
+            ["spec.maxUnavailable"]
+        );
+        assert_eq!(
+            fields(json!({"maxUnavailable": "half"})),
+            ["spec.maxUnavailable"]
+        );
+        assert_eq!(
+            fields(json!({"maxUnavailable": "%"})),
+            ["spec.maxUnavailable"]
+        );
+        assert_eq!(
+            fields(json!({"selector": {"matchExpressions": [
+                {"key": "a", "operator": "In"},
+                {"key": "b", "operator": "Exists", "values": ["x"]},
+                {"key": "c", "operator": "Near"}]}})),
+            [
+                "spec.selector.matchExpressions[0].values",
+                "spec.selector.matchExpressions[1].values",
+                "spec.selector.matchExpressions[2].operator"
+            ]
+        );
+        assert_eq!(
+            fields(json!({"unhealthyPodEvictionPolicy": "Sometimes"})),
+            ["spec.unhealthyPodEvictionPolicy"]
+        );
+    }
 }

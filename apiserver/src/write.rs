@@ -335,18 +335,28 @@ fn cel_causes(cel: &kube_cel::CompiledSchema, obj: &Value, old: Option<&Value>) 
         Err(errors) => errors
             .into_vec()
             .into_iter()
-            .map(|e| Cause {
-                reason: e
+            .map(|e| {
+                let reason = e
                     .reason
                     .clone()
-                    .unwrap_or_else(|| "FieldValueInvalid".into()),
-                message: format!("Invalid value: {}", e.message),
-                // A root-level rule has no field; upstream prints its nil path as "<nil>".
-                field: if e.field_path.is_empty() {
-                    "<nil>".into()
-                } else {
-                    e.field_path.clone()
-                },
+                    .unwrap_or_else(|| "FieldValueInvalid".into());
+                // Worded as upstream's field errors of the rule's reason.
+                let message = match reason.as_str() {
+                    "FieldValueForbidden" => format!("Forbidden: {}", e.message),
+                    "FieldValueRequired" => format!("Required value: {}", e.message),
+                    "FieldValueDuplicate" => format!("Duplicate value: {}", e.message),
+                    _ => format!("Invalid value: {}", e.message),
+                };
+                Cause {
+                    reason,
+                    message,
+                    // A root-level rule has no field; upstream prints its nil path as "<nil>".
+                    field: if e.field_path.is_empty() {
+                        "<nil>".into()
+                    } else {
+                        e.field_path.clone()
+                    },
+                }
             })
             .collect(),
     }
@@ -1480,6 +1490,18 @@ pub async fn delete_internal(
     namespace: &str,
     name: &str,
 ) -> Result<(), ApiError> {
+    delete_internal_with(state, res, namespace, name, None).await
+}
+
+/// [`delete_internal`] with a propagation policy (`Foreground`, `Orphan`; `None` =
+/// Background), as the garbage collector deletes dependents of a foreground deletion.
+pub async fn delete_internal_with(
+    state: &Arc<State>,
+    res: &Arc<Resource>,
+    namespace: &str,
+    name: &str,
+    propagation: Option<&str>,
+) -> Result<(), ApiError> {
     let t = Target {
         res: res.clone(),
         namespace: namespace.to_string(),
@@ -1491,16 +1513,11 @@ pub async fn delete_internal(
         uid: String::new(),
         groups: vec!["system:masters".into()],
     };
-    match delete_one(
-        state,
-        &t,
-        name,
-        &DeleteOptions::default(),
-        &system,
-        &mut Vec::new(),
-    )
-    .await
-    {
+    let options = DeleteOptions {
+        propagation_policy: propagation.map(str::to_string),
+        ..Default::default()
+    };
+    match delete_one(state, &t, name, &options, &system, &mut Vec::new()).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 404 => Ok(()),
         Err(e) => Err(e),

@@ -183,6 +183,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             .env("RDD_KUBECONFIG", &kcfg)
             .env("RDD_LOG_LEVEL", "warn")
             .env("RDD_LIMACTL", sibling("limactl-standin")?)
+            .env(
+                "RDD_IMAGE_BASE_URL",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../testkit/fixtures/images"),
+            )
             .env("LIMACTL_STANDIN_BOOT_MS", a.boot_ms.to_string())
             .stdout(Stdio::null())
             .spawn()?)

@@ -362,7 +362,7 @@ async fn run_inner(a: &Args) -> anyhow::Result<()> {
     let home = tempfile::tempdir()?;
     let _server = Proc(
         Command::new(&rdd)
-            .args(["svc", "serve", "--secure-port", "0"])
+            .args(["svc", "serve", "--secure-port", "0", "--controllers="])
             .env("HOME", home.path())
             .env("RDD_INSTANCE", "bench")
             .env("RDD_LOG_LEVEL", "warn")

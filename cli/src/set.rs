@@ -15,7 +15,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher;
 use serde_json::{Map, Value, json};
 
-use crate::exit::{ExitError, parse_duration, rejected, timed_out};
+use crate::exit::{parse_duration, rejected, timed_out};
 use crate::svc::control;
 use rdd_process::instance::Instance;
 
@@ -206,7 +206,7 @@ fn app_resource() -> ApiResource {
     )
 }
 
-fn classify(e: kube::Error) -> anyhow::Error {
+pub fn classify(e: kube::Error) -> anyhow::Error {
     match &e {
         kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422) => rejected(s.message.clone()),
         _ => anyhow::Error::new(e),
@@ -366,6 +366,99 @@ pub async fn wait_settled(
     }
 }
 
+/// Rows of `rdd set --help` (cli.md §5.4): every property path in sorted order, objects as
+/// `(object)`, leaves as `(<type>)` or `(<enum values joined by |>)`, with the first sentence of
+/// the schema's description.
+pub fn property_rows(spec: &Value) -> Vec<(String, String, String)> {
+    fn walk(schema: &Value, prefix: &str, out: &mut Vec<(String, String, String)>) {
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (k, v) in props {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            let kind = if v.get("properties").is_some() {
+                "(object)".to_string()
+            } else if let Some(e) = v.get("enum").and_then(Value::as_array) {
+                let vals: Vec<&str> = e.iter().filter_map(Value::as_str).collect();
+                format!("({})", vals.join("|"))
+            } else {
+                format!(
+                    "({})",
+                    v.get("type").and_then(Value::as_str).unwrap_or("any")
+                )
+            };
+            let desc = v
+                .get("description")
+                .and_then(Value::as_str)
+                .map(first_sentence)
+                .unwrap_or_default();
+            out.push((path.clone(), kind, desc));
+            walk(v, &path, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(spec, "", &mut out);
+    out.sort();
+    out
+}
+
+fn first_sentence(d: &str) -> String {
+    let flat = d.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.find(". ") {
+        Some(i) => flat[..=i].to_string(),
+        None => flat,
+    }
+}
+
+/// The `Available properties:` table, wrapped to `width` columns.
+pub fn properties_table(spec: &Value, width: usize) -> String {
+    let rows = property_rows(spec);
+    let w1 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w2 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let indent = 2 + w1 + 2 + w2 + 2;
+    let room = width.saturating_sub(indent).max(20);
+    let mut out = String::from("Available properties:\n");
+    for (path, kind, desc) in rows {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        for word in desc.split_whitespace() {
+            if !line.is_empty() && line.len() + 1 + word.len() > room {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        lines.push(line);
+        out.push_str(format!("  {path:w1$}  {kind:w2$}  {}", lines[0]).trim_end());
+        out.push('\n');
+        for l in &lines[1..] {
+            out.push_str(&format!("{:indent$}{l}\n", ""));
+        }
+    }
+    out
+}
+
+/// `rdd set --help`: the static help, then the live properties (this starts the service).
+pub async fn help(inst: &Instance, static_help: String) -> anyhow::Result<i32> {
+    print!("{static_help}");
+    control::ensure_running(inst).await?;
+    let client = control::client(inst).await?;
+    let spec = spec_schema(&client).await?;
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100);
+    println!();
+    print!("{}", properties_table(&spec, width));
+    Ok(0)
+}
+
 pub async fn set(inst: &Instance, a: SetArgs) -> anyhow::Result<i32> {
     let props = split_args(&a.properties)?;
     control::ensure_running(inst).await?;
@@ -405,28 +498,16 @@ pub async fn stop(inst: &Instance, w: WaitFlags) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `rdd ctl ARGS…`: kubectl against this instance (service started when needed).
+/// `rdd ctl ARGS…`: kubectl against this instance (service started when needed), with this
+/// instance's kubeconfig whatever the caller's KUBECONFIG; `rdd ctl wait-condition …` is rdd's
+/// own waiter (cli.md §4).
 pub async fn ctl(inst: &Instance, args: Vec<String>) -> anyhow::Result<i32> {
     control::ensure_running(inst).await?;
-    kubectl(args, Some(inst.dir().join("config.yaml")))
-}
-
-/// Run the kubectl on PATH; its exit status is ours.
-pub fn kubectl(args: Vec<String>, kubeconfig: Option<std::path::PathBuf>) -> anyhow::Result<i32> {
-    let mut cmd = std::process::Command::new("kubectl");
-    cmd.args(&args);
-    if let Some(k) = kubeconfig {
-        cmd.env("KUBECONFIG", k);
+    if args.first().map(String::as_str) == Some("wait-condition") {
+        return crate::wait::wait_condition(inst, &args[1..]).await;
     }
-    match cmd.status() {
-        Ok(s) => Ok(s.code().unwrap_or(1)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ExitError {
-            code: 1,
-            message: "kubectl was not found on PATH; install kubectl to use `rdd ctl`".into(),
-        }
-        .into()),
-        Err(e) => Err(e.into()),
-    }
+    let kubeconfig = inst.dir().join("config.yaml");
+    crate::passthrough::run("kubectl", &args, &[("KUBECONFIG", &kubeconfig)])
 }
 
 #[cfg(test)]
@@ -475,6 +556,29 @@ mod tests {
             resolve(&s, "running.x", "1").unwrap_err(),
             "running.x: \"running\" is not an object and has no sub-properties"
         );
+    }
+
+    #[test]
+    fn help_table_lists_every_path() {
+        let mut s = schema();
+        s["properties"]["running"]["description"] =
+            json!("Desired VM state: true runs the VM. More detail here.");
+        let t = properties_table(&s, 120);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "Available properties:");
+        assert!(lines[1].trim_start().starts_with("containerEngine "), "{t}");
+        assert!(t.contains("(moby|containerd)"), "{t}");
+        assert!(t.contains("(object)"), "{t}");
+        let running = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with("running "))
+            .unwrap();
+        assert!(running.contains("(boolean)"), "{t}");
+        assert!(
+            running.ends_with("Desired VM state: true runs the VM."),
+            "{t}"
+        );
+        assert!(!t.contains("More detail"), "{t}");
     }
 
     #[test]

@@ -500,26 +500,38 @@ async fn container_actions_and_logs_go_through_the_gateway() {
         .unwrap();
     assert_eq!(state(&mut c).await, "running");
 
-    let mut logs = c
-        .container_logs(rdd_proto::v1::ContainerLogsRequest {
-            id: id.clone(),
-            follow: false,
-            tail: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = String::new();
-    let mut err = String::new();
-    while let Some(chunk) = logs.message().await.unwrap() {
-        let text = String::from_utf8_lossy(&chunk.data).to_string();
-        if chunk.stream == rdd_proto::v1::log_chunk::Stream::Stderr as i32 {
-            err.push_str(&text);
-        } else {
-            out.push_str(&text);
+    // The second run prints right after its start returns: read until both runs' lines are
+    // there (a loaded machine may not have run the shell yet), each read a complete
+    // non-following stream.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (out, err) = loop {
+        let mut logs = c
+            .container_logs(rdd_proto::v1::ContainerLogsRequest {
+                id: id.clone(),
+                follow: false,
+                tail: None,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut out = String::new();
+        let mut err = String::new();
+        while let Some(chunk) = logs.message().await.unwrap() {
+            let text = String::from_utf8_lossy(&chunk.data).to_string();
+            if chunk.stream == rdd_proto::v1::log_chunk::Stream::Stderr as i32 {
+                err.push_str(&text);
+            } else {
+                out.push_str(&text);
+            }
         }
-    }
+        if (out.matches("hello").count() >= 2 && err.matches("oops").count() >= 2)
+            || std::time::Instant::now() > deadline
+        {
+            break (out, err);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     // Started twice: each run printed its lines.
     assert_eq!(out.matches("hello").count(), 2, "{out}");
     assert_eq!(err.matches("oops").count(), 2, "{err}");

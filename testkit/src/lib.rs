@@ -60,31 +60,8 @@ pub fn busybox_image() -> &'static str {
     if docker_try(&["image", "inspect", IMAGE]).0 {
         return IMAGE;
     }
-    let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "/bin/busybox is missing: install Debian's busybox-static (.ci/run does)"
-    );
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).expect("rootfs");
-    std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
-    for applet in [
-        "sh", "sleep", "echo", "cat", "true", "false", "ls", "env", "kill",
-    ] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlink");
-    }
-    let tar = dir.path().join("rootfs.tar");
-    let ok = Command::new("tar")
-        .args(["-C"])
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .expect("tar runs")
-        .success();
-    assert!(ok, "tar of the busybox rootfs failed");
+    let tar = rootfs_tar(dir.path());
     // Concurrent test binaries may race here; whoever loses just finds the tag.
     let (ok, _, err) = docker_try(&[
         "import",
@@ -100,8 +77,37 @@ pub fn busybox_image() -> &'static str {
     IMAGE
 }
 
+/// A tar of a root filesystem holding Debian's `busybox-static` and a few applets, in `dir`.
+fn rootfs_tar(dir: &Path) -> PathBuf {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "/bin/busybox is missing: install Debian's busybox-static (.ci/run does)"
+    );
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).expect("rootfs");
+    std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
+    for applet in [
+        "sh", "sleep", "echo", "cat", "true", "false", "ls", "env", "kill",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlink");
+    }
+    let tar = dir.join("rootfs.tar");
+    let ok = Command::new("tar")
+        .args(["-C"])
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar runs")
+        .success();
+    assert!(ok, "tar of the busybox rootfs failed");
+    tar
+}
+
 /// What one test creates, under a unique label value; dropping it removes exactly those
-/// containers and volumes.
+/// containers, volumes and images (and the tags named after the scope).
 pub struct Scope {
     pub id: String,
 }
@@ -134,6 +140,31 @@ impl Scope {
         args.extend(cmd);
         docker(&args)
     }
+    /// A new image of its own (`docker import` of the busybox rootfs with this scope's label),
+    /// tagged `<repo>:<tag>` for each of `tags` with `repo` = [`name`](Self::name)`("img")`;
+    /// returns its ID. Every tag of a scope image is the test's own, so cleanup removes the image
+    /// with all its tags.
+    pub fn image(&self, tags: &[&str]) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tar = rootfs_tar(dir.path());
+        let label = format!("LABEL {}", self.label());
+        let id = docker(&[
+            "import",
+            "--change",
+            &label,
+            "--change",
+            "CMD [\"/bin/sh\"]",
+            &tar.to_string_lossy(),
+        ]);
+        for t in tags {
+            docker(&["tag", &id, &self.image_ref(t)]);
+        }
+        id
+    }
+    /// `<repo>:<tag>` of this scope's images.
+    pub fn image_ref(&self, tag: &str) -> String {
+        format!("{}:{tag}", self.name("img"))
+    }
     pub fn volume(&self, name: &str) -> String {
         let name = self.name(name);
         docker(&["volume", "create", "--label", &self.label(), &name])
@@ -147,6 +178,18 @@ impl Scope {
         let (_, vols, _) = docker_try(&["volume", "ls", "-q", "--filter", &filter]);
         for v in vols.lines().filter(|l| !l.is_empty()) {
             let _ = docker_try(&["volume", "rm", "-f", v]);
+        }
+        // Images carrying the scope's label were made by `image` (all their tags are ours);
+        // tags a test put on other images are named after the scope.
+        let (_, imgs, _) = docker_try(&["image", "ls", "-q", "--no-trunc", "--filter", &filter]);
+        for i in imgs.lines().filter(|l| !l.is_empty()) {
+            let _ = docker_try(&["rmi", "-f", i]);
+        }
+        let repo = self.name("img");
+        let (_, refs, _) =
+            docker_try(&["image", "ls", &repo, "--format", "{{.Repository}}:{{.Tag}}"]);
+        for r in refs.lines().filter(|l| l.starts_with(&repo)) {
+            let _ = docker_try(&["rmi", r]);
         }
     }
 }

@@ -127,3 +127,104 @@ proptest! {
         prop_assert!(mine.difference(&owned).is_empty());
     }
 }
+
+/// Any JSON under the schema's field names (wrong types, nulls, duplicate map-list keys…).
+fn any_doc() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-2i64..3).prop_map(|i| json!(i)),
+        "[a-c]{0,2}".prop_map(Value::String),
+    ];
+    let key = prop::sample::select(vec![
+        "metadata",
+        "spec",
+        "status",
+        "labels",
+        "finalizers",
+        "replicas",
+        "image",
+        "ports",
+        "name",
+        "port",
+        "args",
+        "tags",
+        "selector",
+        "extra",
+        "conditions",
+        "type",
+        "phase",
+        "x",
+    ]);
+    leaf.prop_recursive(5, 48, 5, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((key.clone(), inner), 0..5).prop_map(|kvs| {
+                Value::Object(kvs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever is applied onto whatever is stored, apply answers Ok or an error (a 4xx);
+    /// it never panics, and what it accepts it can apply again unchanged.
+    #[test]
+    fn any_input_applies_or_is_refused(live in any_doc(), applied in any_doc(), force in any::<bool>()) {
+        let live = obj(live);
+        let first = apply_as(None, &live, &[], "alice", false, T0);
+        let (object, managed) = match first {
+            Ok(o) => (o.object, o.managed_fields),
+            Err(_) => (live.clone(), Vec::new()),
+        };
+        if let Ok(out) = apply_as(Some(&object), &applied, &managed, "bob", force, T1) {
+            let again = apply_as(Some(&out.object), &applied, &out.managed_fields, "bob", force, T1);
+            prop_assert_eq!(again.ok(), Some(out));
+        }
+    }
+
+    /// A forced apply always succeeds, and the applier then owns every field it applied.
+    #[test]
+    fn forced_apply_wins_every_field(first in config(), second in config()) {
+        let a = apply_as(None, &first, &[], "alice", false, T0).unwrap();
+        let b = apply_as(Some(&a.object), &second, &a.managed_fields, "bob", true, T1).unwrap();
+        let applied = rdd_ssa::fields_of(&second, Some(&schema()));
+        let bob = b.managed_fields.iter().find(|e| e.manager == "bob")
+            .map(|e| e.field_set().unwrap()).unwrap_or_default();
+        let in_object = rdd_ssa::fields_of(&b.object, Some(&schema()));
+        let leaves: Vec<Vec<PathElement>> = applied.members();
+        for p in leaves {
+            // Server-set identity fields are never owned.
+            let path = rdd_ssa::path_string(&p);
+            if path.starts_with(".apiVersion") || path.starts_with(".kind") || path.starts_with(".metadata.name") || path.starts_with(".metadata.namespace") {
+                continue;
+            }
+            prop_assert!(bob.contains(&p), "bob owns {}", path);
+            // An applied empty map or list is a member itself; in the object it may have
+            // children another manager owns.
+            let present = in_object.members().iter().any(|m| m.starts_with(&p));
+            prop_assert!(present, "{} in the object", path);
+        }
+    }
+
+    /// Without force, a conflict names only fields the other manager owns, and nothing is
+    /// written; with no conflict the apply succeeds.
+    #[test]
+    fn conflicts_name_only_fields_another_manager_owns(first in config(), second in config()) {
+        let a = apply_as(None, &first, &[], "alice", false, T0).unwrap();
+        match apply_as(Some(&a.object), &second, &a.managed_fields, "bob", false, T1) {
+            Ok(_) => {}
+            Err(rdd_ssa::SsaError::Conflicts(cs)) => {
+                let alice = owned(&a.managed_fields, "alice");
+                prop_assert!(!cs.is_empty());
+                for c in cs {
+                    prop_assert_eq!(&c.manager, "alice");
+                    prop_assert!(alice.contains(&c.field), "{} owned by alice: {:?}", c.field, alice);
+                }
+            }
+            Err(e) => prop_assert!(false, "unexpected error {}", e),
+        }
+    }
+}

@@ -964,3 +964,215 @@ proptest! {
         }
     }
 }
+
+// --- properties: arbitrary input, idempotence, merge lists -----------------------------
+
+/// Keys that reach every code path: directives, merge lists (by key, primitive, retainKeys),
+/// replace-strategy maps, plain fields.
+fn any_key() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "$patch",
+        "$retainKeys",
+        "$setElementOrder/containers",
+        "$setElementOrder/finalizers",
+        "$deleteFromPrimitiveList/finalizers",
+        "$deleteFromPrimitiveList/args",
+        "$bogus",
+        "metadata",
+        "spec",
+        "containers",
+        "volumes",
+        "finalizers",
+        "ownerReferences",
+        "nodeSelector",
+        "name",
+        "uid",
+        "image",
+        "args",
+        "env",
+        "unkeyed",
+        "tolerations",
+        "a",
+    ])
+    .prop_map(str::to_owned)
+}
+
+fn any_scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-3i32..3).prop_map(|n| json!(n)),
+        prop::sample::select(vec!["replace", "delete", "merge", "a", "b", "x", ""])
+            .prop_map(|s| json!(s)),
+    ]
+}
+
+/// Any JSON shape under the schema's field names; `directives` lets `$…` keys in (patches;
+/// stored objects cannot hold them: built-in keys are qualified names or schema fields).
+fn any_doc(directives: bool) -> impl Strategy<Value = Value> {
+    any_scalar().prop_recursive(5, 48, 5, move |inner| {
+        let key = any_key().prop_filter("no directive keys in stored objects", move |k| {
+            directives || !k.starts_with('$')
+        });
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((key, inner), 0..5)
+                .prop_map(|kvs| Value::Object(kvs.into_iter().collect())),
+        ]
+    })
+}
+
+fn container() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(vec!["app", "proxy", "init", "side"]),
+        prop::option::of(prop::sample::select(vec!["img:1", "img:2"])),
+        prop::option::of(prop::collection::vec(
+            prop::sample::select(vec!["--a", "--b"]),
+            0..3,
+        )),
+    )
+        .prop_map(|(name, image, args)| {
+            let mut c = json!({"name": name});
+            if let Some(i) = image {
+                c["image"] = json!(i);
+            }
+            if let Some(a) = args {
+                c["args"] = json!(a);
+            }
+            c
+        })
+}
+
+/// Well-formed pods: containers unique by name, a primitive merge list, labels.
+fn pod_doc() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::vec(container(), 0..4),
+        prop::collection::btree_set(prop::sample::select(vec!["f1", "f2", "f3"]), 0..3),
+        prop::collection::btree_map(
+            prop::sample::select(vec!["app", "tier"]),
+            prop::sample::select(vec!["x", "y"]),
+            0..2,
+        ),
+    )
+        .prop_map(|(mut cs, fins, labels)| {
+            let mut seen = std::collections::HashSet::new();
+            cs.retain(|c| seen.insert(c["name"].as_str().unwrap_or("").to_string()));
+            json!({"metadata": {"name": "p", "finalizers": fins, "labels": labels},
+                   "spec": {"containers": cs}})
+        })
+}
+
+/// Well-formed patches of such pods: merges by name, `$patch: delete` of an element,
+/// primitive list additions and `$deleteFromPrimitiveList`, label deletions.
+fn pod_patch() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::vec(container(), 0..3),
+        prop::option::of(prop::sample::select(vec!["app", "proxy", "init", "side"])),
+        prop::collection::btree_set(prop::sample::select(vec!["f1", "f2", "f4"]), 0..2),
+        prop::collection::btree_set(prop::sample::select(vec!["f2", "f3"]), 0..2),
+        prop::option::of(prop::sample::select(vec!["app", "tier", "new"])),
+    )
+        .prop_map(|(mut cs, delete, add, remove, unlabel)| {
+            let mut seen = std::collections::HashSet::new();
+            cs.retain(|c| seen.insert(c["name"].as_str().unwrap_or("").to_string()));
+            if let Some(d) = delete.filter(|d| !seen.contains(*d)) {
+                cs.push(json!({"name": d, "$patch": "delete"}));
+            }
+            let mut p = json!({"spec": {"containers": cs}, "metadata": {}});
+            let add: Vec<&str> = add.into_iter().filter(|a| !remove.contains(a)).collect();
+            if !add.is_empty() {
+                p["metadata"]["finalizers"] = json!(add);
+            }
+            if !remove.is_empty() {
+                p["metadata"]["$deleteFromPrimitiveList/finalizers"] = json!(remove);
+            }
+            if let Some(l) = unlabel {
+                p["metadata"]["labels"] = json!({l: null});
+            }
+            p
+        })
+}
+
+fn assert_no_known_directives(v: &Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                let known = k == DIRECTIVE
+                    || k == RETAIN_KEYS
+                    || k.starts_with(SET_ORDER_PREFIX)
+                    || k.starts_with(DELETE_PRIMITIVE_PREFIX);
+                assert!(!known, "directive {k} leaked into {v}");
+                assert_no_known_directives(child);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(assert_no_known_directives),
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever a client sends, the patch either applies or is refused with a PatchError
+    /// (a 400); it never panics and never leaks a directive into the result.
+    #[test]
+    fn any_input_applies_or_is_refused(original in any_doc(false), patch in any_doc(true)) {
+        let s = schema();
+        for schema in [None, Some(&s)] {
+            if let Ok(out) = strategic_merge_patch(&original, &patch, schema) {
+                // Unknown `$` keys are ordinary fields (as upstream); known directives never
+                // reach the result.
+                assert_no_known_directives(&out);
+            }
+        }
+    }
+
+    /// Applying the same well-formed patch twice changes nothing the second time.
+    #[test]
+    fn well_formed_patches_are_idempotent(original in pod_doc(), patch in pod_patch()) {
+        let once = strategic_merge_patch(&original, &patch, Some(&schema()));
+        let once = once.expect("well-formed patch applies");
+        let twice = strategic_merge_patch(&once, &patch, Some(&schema())).expect("applies again");
+        prop_assert_eq!(twice, once);
+    }
+
+    /// Merge lists merge by key: every patched container carries the patched fields, deleted
+    /// ones are gone, untouched ones survive unchanged; primitive lists gain and lose exactly
+    /// what the patch says.
+    #[test]
+    fn merge_lists_merge_by_key(original in pod_doc(), patch in pod_patch()) {
+        let out = strategic_merge_patch(&original, &patch, Some(&schema())).unwrap();
+        let by_name = |doc: &Value| -> std::collections::BTreeMap<String, Value> {
+            doc.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten()
+                .map(|c| (c["name"].as_str().unwrap_or("").to_string(), c.clone()))
+                .collect()
+        };
+        let (before, after, patched) = (by_name(&original), by_name(&out), by_name(&patch));
+        for (name, p) in &patched {
+            if p.get("$patch").is_some() {
+                prop_assert!(!after.contains_key(name), "{} deleted", name);
+                continue;
+            }
+            let got = &after[name];
+            for (k, v) in p.as_object().unwrap() {
+                prop_assert_eq!(&got[k], v);
+            }
+        }
+        for (name, c) in &before {
+            if !patched.contains_key(name) {
+                prop_assert_eq!(after.get(name), Some(c));
+            }
+        }
+        let strs = |v: Option<&Value>| -> std::collections::BTreeSet<String> {
+            v.and_then(Value::as_array).into_iter().flatten()
+                .filter_map(|s| s.as_str().map(str::to_string)).collect()
+        };
+        let fins = strs(out.pointer("/metadata/finalizers"));
+        let mut want = strs(original.pointer("/metadata/finalizers"));
+        want.extend(strs(patch.pointer("/metadata/finalizers")));
+        for r in strs(patch.pointer("/metadata/$deleteFromPrimitiveList~1finalizers")) {
+            want.remove(&r);
+        }
+        prop_assert_eq!(fins, want);
+    }
+}

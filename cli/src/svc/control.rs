@@ -246,6 +246,18 @@ async fn probe_ready(inst: &Instance) -> Result<(), usize> {
     if fresh && ready { Ok(()) } else { Err(2) }
 }
 
+/// This control plane's start: the creation time of its discovery ConfigMap (`--since=startup`).
+pub async fn startup_time(client: &kube::Client) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), DISCOVERY_NAMESPACE);
+    let cm = cms.get(DISCOVERY_NAME).await?;
+    let t = cm
+        .metadata
+        .creation_timestamp
+        .context("the discovery ConfigMap has no creationTimestamp")?;
+    chrono::DateTime::from_timestamp(t.0.as_second(), 0)
+        .context("the discovery ConfigMap's creationTimestamp is out of range")
+}
+
 /// Create and start when needed, then wait for readiness (at most 90 s, cli.md §3.8).
 pub async fn ensure_running(inst: &Instance) -> anyhow::Result<()> {
     create(inst, &ServeFlags::default())?;
@@ -320,12 +332,15 @@ fn remove(p: &Path) -> anyhow::Result<()> {
     }
 }
 
-pub fn status(inst: &Instance) -> anyhow::Result<i32> {
+pub fn status(inst: &Instance, developer: bool) -> anyhow::Result<i32> {
     let name = inst.name();
     let pid = running_pid(inst);
     println!("{name:?} control plane has been created: {}", exists(inst));
     println!("{name:?} control plane has been started: {}", pid.is_some());
     println!("{name:?} control plane PID is: {}", pid.unwrap_or(0));
+    if developer {
+        println!("developer mode is enabled");
+    }
     if pid.is_some() {
         let children = super::supervise::read_status(inst);
         if !children.is_empty() {
@@ -350,25 +365,37 @@ pub fn status(inst: &Instance) -> anyhow::Result<i32> {
 }
 
 pub async fn logs(inst: &Instance, a: &LogsArgs) -> anyhow::Result<i32> {
-    use std::io::{Read, Seek, SeekFrom, Write};
     let path = inst.log_dir().join(if a.stdout {
         "rdd.stdout.log"
     } else {
         "rdd.stderr.log"
     });
-    let mut f = std::fs::File::open(&path).with_context(|| path.display().to_string())?;
+    tail(&path, a.follow).await?;
+    Ok(0)
+}
+
+/// Print a file, and with `follow` keep printing what is appended (from the start again when
+/// it is truncated or replaced by a rotation).
+pub async fn tail(path: &Path, follow: bool) -> anyhow::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::File::open(path).with_context(|| path.display().to_string())?;
     let mut out = std::io::stdout();
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
     out.write_all(&buf)?;
-    if !a.follow {
-        return Ok(0);
+    out.flush()?;
+    if !follow {
+        return Ok(());
     }
     let mut pos = f.stream_position()?;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let len = std::fs::metadata(&path)?.len();
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let len = meta.len();
         if len < pos {
+            f = std::fs::File::open(path).with_context(|| path.display().to_string())?;
             pos = 0;
         }
         if len > pos {
@@ -377,7 +404,7 @@ pub async fn logs(inst: &Instance, a: &LogsArgs) -> anyhow::Result<i32> {
             f.read_to_end(&mut buf)?;
             out.write_all(&buf)?;
             out.flush()?;
-            pos = len;
+            pos += buf.len() as u64;
         }
     }
 }

@@ -52,7 +52,7 @@ pub struct PathsArgs {
     pub output: String,
 }
 
-pub async fn run(cmd: SvcCommand) -> anyhow::Result<i32> {
+pub async fn run(cmd: SvcCommand, developer: bool) -> anyhow::Result<i32> {
     let inst = Instance::from_env().map_err(anyhow::Error::msg)?;
     match cmd {
         SvcCommand::Create(f) => {
@@ -64,7 +64,7 @@ pub async fn run(cmd: SvcCommand) -> anyhow::Result<i32> {
         SvcCommand::Start(a) => control::start(&inst, &a).await,
         SvcCommand::Stop(a) => control::stop(&inst, &a).await,
         SvcCommand::Delete { timeout } => control::delete(&inst, timeout).await,
-        SvcCommand::Status => control::status(&inst),
+        SvcCommand::Status => control::status(&inst, developer),
         SvcCommand::Logs(a) => control::logs(&inst, &a).await,
         SvcCommand::Config => control::config(&inst).await,
         SvcCommand::Serve(a) => serve::run(inst, a).await,

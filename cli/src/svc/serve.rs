@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Newest revisions every compaction keeps (test switch).
     #[arg(long, hide = true, default_value_t = 1000)]
     pub compaction_keep_revisions: i64,
+    /// Milliseconds the garbage collector waits before a pass (test switch).
+    #[arg(long, hide = true, default_value_t = 100)]
+    pub gc_delay_ms: u64,
     /// Log level handed to the supervised processes (RDD_LOG_LEVEL).
     #[arg(long = "child-log-level", default_value = "info")]
     pub child_log_level: String,
@@ -87,6 +90,7 @@ pub async fn run(inst: Instance, a: ServeArgs) -> anyhow::Result<i32> {
     cfg.max_inflight = a.max_inflight;
     cfg.compaction_interval = std::time::Duration::from_secs(a.compaction_interval_seconds.max(1));
     cfg.compaction_keep = a.compaction_keep_revisions.max(0);
+    cfg.gc_delay = std::time::Duration::from_millis(a.gc_delay_ms);
     cfg.manifests = super::identities::manifests()?;
     let running = rdd_apiserver::start(cfg).await?;
     let server = format!("https://127.0.0.1:{}", running.addr.port());

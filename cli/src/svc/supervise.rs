@@ -4,9 +4,12 @@
 //! with its own API identity (a token kubeconfig for its ServiceAccount, least privilege from
 //! `deploy/rbac`), its own log file and admin port. A child that exits is restarted with capped
 //! exponential backoff; its state, pid, restart count and last exit are written to
-//! `<instance dir>/children.json` for `rdd svc status`. Children get SIGTERM when the
+//! `<instance dir>/children.json` for `rdd svc status`. Children get SIGKILL when the
 //! supervisor dies (Linux `PR_SET_PDEATHSIG`), and a new supervisor kills leftovers recorded by
-//! an old one, so `kill -9` of the supervisor leaves no duplicates behind.
+//! an old one, so `kill -9` of the supervisor leaves no duplicates behind. SIGKILL, not SIGTERM:
+//! a crashed supervisor is a crashed control plane, and a controller must not run its graceful
+//! shutdown then — the limavm-controller would stop every host agent, which must outlive a
+//! control-plane crash and be recovered by the next start (cli.md §9.11).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -203,7 +206,7 @@ impl Supervisor {
             // SAFETY: prctl in the forked child before exec; async-signal-safe.
             unsafe {
                 cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     Ok(())
                 });
             }

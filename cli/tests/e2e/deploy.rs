@@ -279,3 +279,126 @@ fn deploy_admission_policies_deny_and_warn() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     s.ok(&old, &["create", "configmap", "still-allowed"]);
 }
+
+/// A CRD of the `things.test.rdd.io` shape with the given rule on `spec` (YAML flow mapping).
+fn crd_with_spec_rule(rule: &str) -> String {
+    format!(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: things.test.rdd.io
+spec:
+  group: test.rdd.io
+  scope: Namespaced
+  names: {{plural: things, kind: Thing}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              replicas: {{type: integer}}
+              name: {{type: string, maxLength: 20}}
+              tags: {{type: array, maxItems: 5, items: {{type: string, maxLength: 10}}}}
+            x-kubernetes-validations:
+            - {rule}
+"#
+    )
+}
+
+/// CP-123a: a rule is type-checked against the schema when the CRD is created, so what a real
+/// cluster refuses is refused here with the reason (kubectl v1.32 and v1.37); a well-typed CRD
+/// installs and its rules, messageExpression, reason, fieldPath and optionalOldSelf transition
+/// rule act on custom resources.
+#[test]
+fn crd_cel_rules_are_type_checked_at_creation() {
+    let s = Server::start();
+    let old = PathBuf::from(KUBECTL_OLD);
+    for (k, (rule, want)) in [old.clone(), kubectl_new()].iter().cycle().zip([
+        (r#"{rule: "self.replica > 0"}"#, "undefined field 'replica'"),
+        (
+            r#"{rule: "self.name"}"#,
+            "cel expression must evaluate to a bool (got string)",
+        ),
+        (
+            r#"{rule: "self.name.frobnicate()"}"#,
+            "undeclared reference to 'frobnicate'",
+        ),
+        (
+            r#"{rule: "self.replicas == 'three'"}"#,
+            "found no matching overload for '_==_' applied to '(int, string)'",
+        ),
+        (
+            r#"{rule: "self.tags.all(t, t.size > 1)"}"#,
+            "type 'string' does not support field selection",
+        ),
+        (
+            r#"{rule: "self.replicas > 0", messageExpression: "self.replicas"}"#,
+            "messageExpression must evaluate to a string (got int)",
+        ),
+        (
+            r#"{rule: "self.replicas > 0", reason: Because}"#,
+            "Unsupported value: \"Because\"",
+        ),
+        (
+            r#"{rule: "other.x > 0"}"#,
+            "undeclared reference to 'other'",
+        ),
+        (
+            r#"{rule: "!oldSelf.hasValue() || oldSelf.value().name == self.name", optionalOldSelf: true}"#,
+            "write `oldSelf == null || ...`",
+        ),
+    ]) {
+        let o = s.apply_stdin(k, &["apply", "-f", "-"], &crd_with_spec_rule(rule));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{rule} was accepted");
+        assert!(
+            err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0]")
+                && err.contains(want),
+            "{rule}: {err}"
+        );
+    }
+    assert!(
+        !s.ok(&old, &["get", "crd", "-o", "name"]).contains("things"),
+        "nothing stored"
+    );
+
+    // Well typed: installs, and its rules act.
+    let rule = r#"{rule: "self.replicas <= 3 && self.tags.all(t, t.startsWith('t'))", messageExpression: "'replicas ' + string(self.replicas) + ' over 3 or a tag without t'", reason: FieldValueForbidden, fieldPath: ".replicas"}
+            - {rule: "oldSelf == null || self.name == oldSelf.name", message: name is immutable, optionalOldSelf: true}"#;
+    let o = s.apply_stdin(&old, &["apply", "-f", "-"], &crd_with_spec_rule(rule));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.ok(
+        &old,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/things.test.rdd.io",
+        ],
+    );
+    let thing = |replicas: i64, name: &str| {
+        format!(
+            "apiVersion: test.rdd.io/v1\nkind: Thing\nmetadata:\n  name: t1\nspec:\n  replicas: {replicas}\n  name: {name}\n  tags: [ta, tb]\n"
+        )
+    };
+    let o = s.apply_stdin(&old, &["apply", "-f", "-"], &thing(5, "a"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("spec.replicas: Forbidden: replicas 5 over 3 or a tag without t"),
+        "{err}"
+    );
+    let o = s.apply_stdin(&old, &["apply", "-f", "-"], &thing(2, "a"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = s.apply_stdin(&kubectl_new(), &["apply", "-f", "-"], &thing(2, "b"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("name is immutable"), "{err}");
+    let o = s.apply_stdin(&kubectl_new(), &["apply", "-f", "-"], &thing(3, "a"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

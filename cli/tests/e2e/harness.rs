@@ -8,6 +8,8 @@ pub struct Server {
     pub home: tempfile::TempDir,
     child: Option<Child>,
     pub args: Vec<String>,
+    /// Extra environment of the server (and so of its supervised children).
+    pub envs: Vec<(String, String)>,
     port_override: Option<u16>,
 }
 
@@ -46,11 +48,19 @@ impl Server {
     }
 
     pub fn start_with(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Server {
         let home = tempfile::tempdir().unwrap();
         let mut s = Server {
             home,
             child: None,
             args: args.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             port_override: None,
         };
         s.spawn();
@@ -86,6 +96,7 @@ impl Server {
             .env("HOME", self.home.path())
             .env("RDD_INSTANCE", "e2e")
             .env("RDD_LOG_LEVEL", "warn")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -454,20 +454,28 @@ fn cp_chunked_get_of_600_objects() {
     }
 }
 
-/// Kinds a controller chart installs (Deployment, Service, Role, RoleBinding) are stored and
-/// validated: apply, re-apply unchanged, server-side apply, a spec change bumps generation.
+/// Kinds a controller chart installs (Deployment, Service, Role, RoleBinding,
+/// PodDisruptionBudget) are stored and validated: apply, re-apply unchanged, server-side apply,
+/// a spec change bumps generation.
 #[test]
 fn cp_stored_workload_and_rbac_kinds_apply() {
     let s = Server::start();
     let f = fixture("workloads.yaml");
     for k in both() {
         let out = s.ok(&k, &["apply", "-f", f.to_str().unwrap()]);
-        assert_eq!(out.lines().count(), 4, "{out}");
+        assert_eq!(out.lines().count(), 5, "{out}");
         let again = s.ok(&k, &["apply", "-f", f.to_str().unwrap()]);
         assert!(again.lines().all(|l| l.ends_with("unchanged")), "{again}");
         s.ok(
             &k,
-            &["get", "deploy/web", "svc/web", "role/r", "rolebinding/rb"],
+            &[
+                "get",
+                "deploy/web",
+                "svc/web",
+                "role/r",
+                "rolebinding/rb",
+                "pdb/web",
+            ],
         );
     }
     let k = PathBuf::from(KUBECTL_OLD);
@@ -542,4 +550,100 @@ fn cp_strategic_merge_patch_merges_containers_by_name() {
         ],
     );
     assert_eq!(images, "busybox nginx:2");
+}
+
+/// policy/v1 PodDisruptionBudgets (CP-86 scope: what charts install) are served, validated as
+/// upstream and shown with upstream's columns.
+#[test]
+fn cp_pod_disruption_budgets_are_stored_and_validated() {
+    let s = Server::start();
+    let pdb = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: {name}\nspec:\n{spec}"
+        )
+    };
+    for k in both() {
+        for (spec, want) in [
+            (
+                "  minAvailable: 1\n  maxUnavailable: 1\n",
+                "minAvailable and maxUnavailable cannot be both set",
+            ),
+            (
+                "  maxUnavailable: 150%\n",
+                "spec.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%",
+            ),
+            ("  minAvailable: -2\n", "must be greater than or equal to 0"),
+            (
+                "  minAvailable: 1\n  selector:\n    matchExpressions:\n    - {key: app, operator: In}\n",
+                "spec.selector.matchExpressions[0].values: Required value",
+            ),
+            (
+                "  minAvailable: 1\n  unhealthyPodEvictionPolicy: Never\n",
+                "Unsupported value: \"Never\"",
+            ),
+        ] {
+            let o = s.apply_stdin(&k, &["apply", "-f", "-"], &pdb("bad", spec));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success(), "{spec} accepted");
+            assert!(err.contains(want), "{spec}: {err}");
+        }
+        let o = s.apply_stdin(
+            &k,
+            &["apply", "-f", "-"],
+            &pdb(
+                "good",
+                "  minAvailable: 50%\n  selector:\n    matchLabels: {app: web}\n  unhealthyPodEvictionPolicy: AlwaysAllow\n",
+            ),
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let k = PathBuf::from(KUBECTL_OLD);
+    let table = s.ok(&k, &["get", "pdb"]);
+    let mut lines = table.lines();
+    let head = lines.next().unwrap();
+    assert!(
+        head.contains("MIN AVAILABLE")
+            && head.contains("MAX UNAVAILABLE")
+            && head.contains("ALLOWED DISRUPTIONS"),
+        "{table}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["good", "50%", "N/A", "0"], "{table}");
+    // The status subresource is served; a spec change bumps generation.
+    s.ok(
+        &k,
+        &[
+            "patch",
+            "pdb",
+            "good",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"disruptionsAllowed":1,"currentHealthy":2,"desiredHealthy":1,"expectedPods":2}}"#,
+        ],
+    );
+    s.ok(
+        &k,
+        &[
+            "patch",
+            "pdb",
+            "good",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"minAvailable":1}}"#,
+        ],
+    );
+    let out = s.ok(
+        &k,
+        &[
+            "get",
+            "pdb",
+            "good",
+            "-o",
+            "jsonpath={.spec.minAvailable} {.status.disruptionsAllowed} {.metadata.generation}",
+        ],
+    );
+    assert_eq!(out, "1 1 2");
+    let ex = s.ok(&kubectl_new(), &["explain", "pdb.spec.maxUnavailable"]);
+    assert!(ex.contains("eviction"), "{ex}");
 }

@@ -52,3 +52,24 @@ fn cp_helm_v4_installs_upgrades_and_uninstalls_the_rdd_chart() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("helm chart ok"));
 }
+
+/// A chart shipping a PodDisruptionBudget installs, upgrades (a bad budget is refused with the
+/// server's message) and uninstalls with Helm v4.
+#[test]
+fn cp_helm_v4_installs_a_chart_with_a_pod_disruption_budget() {
+    let s = Server::start();
+    let python = repo_root().join(".venv/bin/python");
+    let out = std::process::Command::new(python)
+        .arg(fixture("helm_pdb.py"))
+        .arg(s.kubeconfig())
+        .arg(fixture("pdb-chart"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("helm pdb chart ok"));
+}

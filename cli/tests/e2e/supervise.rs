@@ -107,8 +107,12 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// stderr with the logfmt quoting of the `msg="…"` field undone (errors are logged as
+/// `time=… level=fatal msg="…"`, cli.md §1.4), so assertions read like the message itself.
 fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).trim().to_string()
+    String::from_utf8_lossy(&o.stderr)
+        .trim()
+        .replace("\\\"", "\"")
 }
 
 #[test]
@@ -301,6 +305,8 @@ fn cli_rdd_start_mirrors_the_local_docker_and_stop_sweeps() {
         "limactl-standin",
         "docker-gateway",
         "container-controller",
+        "image-controller",
+        "volume-controller",
         "app-controller",
         "limavm-controller",
     ] {
@@ -319,42 +325,263 @@ fn cli_rdd_start_mirrors_the_local_docker_and_stop_sweeps() {
             .env("RDD_INSTANCE", &inst.name)
             .env("RDD_LOG_LEVEL", "warn")
             .env("RDD_LIMACTL", bin.join("limactl-standin"))
+            .env(
+                "RDD_IMAGE_BASE_URL",
+                crate::harness::repo_root().join("testkit/fixtures/images"),
+            )
+            // The mirror controllers (children of `rdd svc`) mirror only this test's objects.
+            .env("RDD_LABEL_SELECTOR", scope.label())
             .output()
             .unwrap()
     };
     let o = run(&["svc", "start"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let id = scope.container("mirrored", true, &["sleep", "300"]);
+    let image = scope.image(&["chain"]);
+    let volume = scope.volume("chain");
     let o = run(&["start", "--timeout=90s"]);
     assert!(o.status.success(), "rdd start: {}", stderr(&o));
     wait_for("the container's mirror", || {
         let o = inst.kubectl(&["get", "containers", "-A", "-o", "name"]);
         String::from_utf8_lossy(&o.stdout).contains(&id)
     });
-    assert_eq!(
-        inst.app("{.status.conditions[?(@.type==\"ContainerEngineReady\")].reason}"),
-        "Connected"
-    );
+    let mirrored = |kind: &str, path: &str| {
+        let o = inst.kubectl(&[
+            "get",
+            kind,
+            "-A",
+            "-o",
+            &format!("jsonpath={{.items[*].{path}}}"),
+        ]);
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(mirrored("images", "status.id").contains(&image));
+    assert!(mirrored("volumes", "status.name").contains(&volume));
+    // ContainerEngineReady (the app-controller's) is Connected only with all three mirror kinds
+    // synced, each reported by its own controller.
+    let cond =
+        |t: &str, f: &str| inst.app(&format!("{{.status.conditions[?(@.type==\"{t}\")].{f}}}"));
+    assert_eq!(cond("ContainerEngineReady", "reason"), "Connected");
+    let ready_at = cond("ContainerEngineReady", "lastTransitionTime");
+    for t in ["ContainersSynced", "ImagesSynced", "VolumesSynced"] {
+        assert_eq!(cond(t, "reason"), "Connected", "{t}");
+        assert!(
+            cond(t, "lastTransitionTime") <= ready_at,
+            "{t} before ContainerEngineReady"
+        );
+    }
     let o = run(&["stop", "--timeout=90s"]);
     assert!(o.status.success(), "rdd stop: {}", stderr(&o));
-    let o = inst.kubectl(&["get", "containers", "-A", "-o", "name"]);
+    let o = inst.kubectl(&["get", "containers,images,volumes", "-A", "-o", "name"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).trim().is_empty(),
         "mirrors swept before stop returned"
     );
+    assert_eq!(cond("ContainerEngineReady", "reason"), "Stopped");
     // The Docker container itself is untouched.
     assert!(rdd_testkit::docker(&["inspect", "-f", "{{.State.Running}}", &id]) == "true");
+    assert!(rdd_testkit::docker_try(&["image", "inspect", &image]).0);
+    assert!(rdd_testkit::docker_try(&["volume", "inspect", &volume]).0);
     let o = run(&["svc", "stop"]);
     assert!(o.status.success(), "{}", stderr(&o));
     for b in [
         "limactl-standin",
         "docker-gateway",
         "container-controller",
+        "image-controller",
+        "volume-controller",
         "app-controller",
         "limavm-controller",
     ] {
         assert!(inst.processes(b).is_empty(), "{b} left running");
     }
+}
+
+/// R-ENG-T5: `rdd svc delete` then `rdd svc start` with the Docker objects still present: the
+/// first full sync prunes stale mirrors (left in NS with the mirror finalizer) and recreates the
+/// mirrors of what Docker has. The supervised engine (gateway and the three mirror controllers)
+/// runs on the real Docker socket; the test writes the App's `Running` condition itself.
+#[test]
+fn cli_r_eng_t5_full_sync_after_svc_delete_and_start_prunes_stale_mirrors_and_restores_the_rest() {
+    let inst = Instance::new();
+    let scope = rdd_testkit::Scope::new();
+    let container = scope.container("kept", false, &["true"]);
+    let image = scope.image(&["t5"]);
+    let volume = scope.volume("kept");
+    let ns = format!("t5-{}", scope.id);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rdd"))
+            .args(args)
+            .env("HOME", inst.home.path())
+            .env("RDD_INSTANCE", &inst.name)
+            .env("RDD_LOG_LEVEL", "warn")
+            .env("RDD_DOCKER_HOST", "unix:///var/run/docker.sock")
+            .env("RDD_LABEL_SELECTOR", scope.label())
+            .output()
+            .unwrap()
+    };
+    let kubectl_in = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", inst.dir().join("config.yaml"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "kubectl {args:?}: {}", stderr(&o));
+    };
+    // `--controllers=engine` installs the containers group only: the App CRD as `start_bare`.
+    let app_crd = || {
+        let crd = crate::harness::repo_root().join("deploy/crds/apps.app.rancherdesktop.io.yaml");
+        let o = inst.kubectl(&["apply", "--server-side", "-f", crd.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = inst.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/apps.app.rancherdesktop.io",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let running = || {
+        app_crd();
+        let app = format!(
+            "apiVersion: app.rancherdesktop.io/v1alpha1\nkind: App\nmetadata:\n  name: app\nspec:\n  running: true\n  namespace: {ns}\n"
+        );
+        kubectl_in(&["apply", "--server-side", "-f", "-"], &app);
+        let gen_ = inst.app("{.metadata.generation}");
+        let status = format!(
+            r#"{{"status":{{"conditions":[{{"type":"Running","status":"True","reason":"Test","message":"","lastTransitionTime":"2026-01-01T00:00:00Z","observedGeneration":{gen_}}}]}}}}"#
+        );
+        let o = inst.kubectl(&[
+            "patch",
+            "app",
+            "app",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let listing = |kind: &str, path: &str| {
+        let o = inst.kubectl(&[
+            "get",
+            kind,
+            "-n",
+            &ns,
+            "-o",
+            &format!("jsonpath={{range .items[*]}}{{.metadata.name}} {{{path}}}{{\"\\n\"}}{{end}}"),
+        ]);
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let mirrored = |listing_: &dyn Fn(&str, &str) -> String| {
+        listing_("containers", ".metadata.name").contains(&container)
+            && listing_("images", ".status.id").contains(&image)
+            && listing_("volumes", ".status.name").contains(&volume)
+    };
+
+    // First life: the objects are mirrored.
+    let o = run(&["svc", "start", "--controllers=engine"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = inst.kubectl(&["create", "namespace", &ns]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    running();
+    wait_for("first mirrors", || mirrored(&listing));
+
+    // The instance is deleted (its API state with it); Docker keeps everything.
+    let o = run(&["svc", "delete"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!inst.dir().exists());
+
+    // Second life: stale mirrors wait in NS (with the mirror finalizer) before the engine runs.
+    let o = run(&["svc", "start", "--controllers=engine"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = inst.kubectl(&["create", "namespace", &ns]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stale_container = "f".repeat(64);
+    let stale_image = format!("img-stale-{}", scope.id);
+    let stale_volume = format!("vol-stale-{}", scope.id);
+    let fin = "engine.rancherdesktop.io/mirror";
+    let mut objects = String::new();
+    for (kind, name) in [
+        ("Container", &stale_container),
+        ("Image", &stale_image),
+        ("Volume", &stale_volume),
+    ] {
+        objects.push_str(&format!(
+            "---\napiVersion: containers.rancherdesktop.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: {ns}\n  finalizers: [{fin}]\n"
+        ));
+    }
+    kubectl_in(&["apply", "--server-side", "-f", "-"], &objects);
+    running();
+    let all = || {
+        format!(
+            "{}{}{}",
+            listing("containers", ".metadata.name"),
+            listing("images", ".status.id"),
+            listing("volumes", ".status.name")
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = all();
+        if mirrored(&listing)
+            && !now.contains(&stale_container)
+            && !now.contains(&stale_image)
+            && !now.contains(&stale_volume)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = [
+                "container-controller",
+                "image-controller",
+                "volume-controller",
+            ]
+            .iter()
+            .map(|c| {
+                let p = inst.home.path().join(format!(
+                    ".local/state/rancher-desktop-{}/{c}.log",
+                    inst.name
+                ));
+                format!(
+                    "{c}: {}",
+                    std::fs::read_to_string(&p).unwrap_or_else(|e| format!("{}: {e}", p.display()))
+                )
+            })
+            .collect();
+            panic!(
+                "stale mirrors not pruned or the others not restored:\n{now}\n{}\n{}",
+                inst.app("{.status.conditions}"),
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for t in ["ContainersSynced", "ImagesSynced", "VolumesSynced"] {
+        assert_eq!(
+            inst.app(&format!(
+                "{{.status.conditions[?(@.type==\"{t}\")].reason}}"
+            )),
+            "Connected",
+            "{t}"
+        );
+    }
+    // Pruning made no Docker call: the objects are all still there.
+    assert!(rdd_testkit::docker_try(&["inspect", &container]).0);
+    assert!(rdd_testkit::docker_try(&["image", "inspect", &image]).0);
+    assert!(rdd_testkit::docker_try(&["volume", "inspect", &volume]).0);
+    let o = run(&["svc", "stop"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 /// The App webhooks (resources.md §1.5) served by the supervised app-controller: channels

@@ -33,15 +33,17 @@ impl Platform {
     }
 }
 
-/// The image list of lima.md §10. (The release digests are not pinned yet; Lima verifies a
-/// `digest` when one is given.)
-pub fn image_list(p: Platform) -> String {
+/// The image list of lima.md §10, from `base` (the release by default; a mirror or a local
+/// directory for offline machines and tests). The release digests are not pinned yet; the
+/// LimaVM controller verifies a `digest` when one is given.
+pub fn image_list(p: Platform, base: Option<&str>) -> String {
+    let base = base.unwrap_or(RELEASE).trim_end_matches('/');
     match p {
         Platform::Unix => format!(
-            "images:\n- location: \"{RELEASE}/distro.v0.2.6.amd64.raw.xz\"\n  arch: x86_64\n- location: \"{RELEASE}/distro.v0.2.6.arm64.raw.xz\"\n  arch: aarch64\n"
+            "images:\n- location: \"{base}/distro.v0.2.6.amd64.raw.xz\"\n  arch: x86_64\n- location: \"{base}/distro.v0.2.6.arm64.raw.xz\"\n  arch: aarch64\n"
         ),
         Platform::Windows => format!(
-            "vmType: wsl2\nmountType: wsl2\nimages:\n- location: \"{RELEASE}/distro.v0.2.6.amd64.tar.xz\"\n  arch: x86_64\n"
+            "vmType: wsl2\nmountType: wsl2\nimages:\n- location: \"{base}/distro.v0.2.6.amd64.tar.xz\"\n  arch: x86_64\n"
         ),
     }
 }
@@ -63,6 +65,9 @@ pub struct Knobs {
     pub vm_type: Option<String>,
     pub keep_logs: bool,
     pub trace_packets: bool,
+    /// `RDD_IMAGE_BASE_URL`: where the distro images are downloaded from instead of the
+    /// release (a mirror URL, or a local directory as a path or `file://` URL).
+    pub image_base: Option<String>,
 }
 
 impl Knobs {
@@ -73,6 +78,7 @@ impl Knobs {
             vm_type: var("RDD_VM_TYPE"),
             keep_logs: var("RDD_KEEP_LOGS").is_some(),
             trace_packets: var("RDD_TRACE_PACKETS").is_some(),
+            image_base: var("RDD_IMAGE_BASE_URL"),
         }
     }
 }
@@ -123,7 +129,7 @@ pub fn render_text(
     {
         head.push_str(&format!("vmType: {t}\n"));
     }
-    head.push_str(&image_list(platform));
+    head.push_str(&image_list(platform, knobs.image_base.as_deref()));
     let k8s = app.spec.kubernetes.clone().unwrap_or_default();
     let engine = match app.spec.container_engine.name {
         EngineName::Moby => "moby",
@@ -235,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn r_app_i8_image_list_by_platform() {
+    fn r_app_i8_d2_image_list_by_platform_and_base() {
         let unix = render_for("2", 0, Platform::Unix, &Knobs::default());
         assert_eq!(unix.matches(".raw.xz").count(), 2);
         assert!(unix.contains("arch: x86_64") && unix.contains("arch: aarch64"));
@@ -243,6 +249,14 @@ mod tests {
         let win = render_for("2", 0, Platform::Windows, &Knobs::default());
         assert!(win.contains("vmType: wsl2") && win.contains("mountType: wsl2"));
         assert!(win.contains(".tar.xz") && !win.contains(".raw.xz"));
+        assert!(unix.contains(&format!("{RELEASE}/distro.v0.2.6.amd64.raw.xz")));
+        let knobs = Knobs {
+            image_base: Some("/srv/mirror/".into()),
+            ..Knobs::default()
+        };
+        let local = render_for("2", 0, Platform::Unix, &knobs);
+        assert!(local.contains("location: \"/srv/mirror/distro.v0.2.6.arm64.raw.xz\""));
+        assert!(!local.contains("github.com"));
     }
 
     #[test]

@@ -16,6 +16,11 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+/// The distro image fixtures (tiny xz files) the templates of these tests download offline.
+fn images_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testkit/fixtures/images")
+}
+
 fn bin(name: &str) -> PathBuf {
     let own = PathBuf::from(env!("CARGO_BIN_EXE_app-controller"));
     let p = own.parent().unwrap().join(name);
@@ -108,8 +113,10 @@ impl Env {
 
     fn cmd(&self, program: &Path) -> Command {
         let mut c = Command::new(program);
+        // Offline: the rendered template's images come from the test fixtures.
         c.env("HOME", &self.home)
             .env("RDD_INSTANCE", &self.suffix)
+            .env("RDD_IMAGE_BASE_URL", images_dir())
             .env_remove("RDD_KUBECONFIG")
             .env_remove("KUBECONFIG");
         c
@@ -455,7 +462,7 @@ async fn wait_gone(env: &Env, secs: u64) {
 /// events (R-APP-S6); deletion removes LimaVM, both ConfigMaps (R-APP-S4), the namespace, the
 /// host agent and the instance directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r_app_s2_s4_s6_d3_lifecycle_with_real_docker() {
+async fn r_app_s2_s4_s6_d3_t2_t3_i3_lifecycle_with_real_docker() {
     let mut env = Env::start(300).await;
     let ns = "appns";
     env.create_app(true, ns).await;
@@ -1268,7 +1275,7 @@ async fn limavm_webhooks_and_a_standalone_vm() {
         "{err}"
     );
 
-    let src: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "src"}, "data": {"template": "images:\n- location: https://example.invalid/a.raw.xz\n  arch: x86_64\n"}})).unwrap();
+    let src: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "src"}, "data": {"template": format!("images:\n- location: {}/distro.v0.2.6.amd64.raw.xz\n  arch: x86_64\n- location: {}/distro.v0.2.6.arm64.raw.xz\n  arch: aarch64\n", images_dir().display(), images_dir().display())}})).unwrap();
     cms.create(&PostParams::default(), &src).await.unwrap();
     let vm = |ns: &str| -> Value2 {
         serde_json::from_value(
@@ -1372,6 +1379,17 @@ async fn limavm_webhooks_and_a_standalone_vm() {
             .unwrap()
             .contains("images:")
     );
+    // Step 14: the host architecture's image was decompressed into `image` before Created.
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let image = std::fs::read_to_string(leftover.join("image")).unwrap();
+    assert!(
+        image.starts_with(&format!("rdd test disk image ({arch})")),
+        "{image}"
+    );
     // resources.md §2.4: each LimaVM condition change is an event.
     let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
     let changed = events
@@ -1395,13 +1413,48 @@ async fn limavm_webhooks_and_a_standalone_vm() {
     assert!(!alive(pid));
     assert!(cms.get_opt("solo-template").await.unwrap().is_none());
     assert!(!env.short_dir().join("lima/solo").exists());
+
+    // cli.md §9.9: an image that cannot be downloaded fails creation, naming the URL's host,
+    // and leaves no instance behind.
+    let bad: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "bad-src"}, "data": {"template": "images:\n- location: https://invalid.example.test/nonexistent.iso\n  arch: x86_64\n- location: https://invalid.example.test/nonexistent.iso\n  arch: aarch64\n"}})).unwrap();
+    cms.create(&PostParams::default(), &bad).await.unwrap();
+    let bad_vm: Value2 = serde_json::from_value(
+        json!({"apiVersion": "lima.rancherdesktop.io/v1alpha1", "kind": "LimaVM",
+        "metadata": {"name": "badimg", "namespace": "default"},
+        "spec": {"templateRef": {"name": "bad-src", "namespace": "default"}, "running": false}}),
+    )
+    .unwrap();
+    vms.create(&PostParams::default(), &bad_vm).await.unwrap();
+    eventually("Created=False/CreateFailed naming the host", 30, || async {
+        vms.get("badimg").await.ok().is_some_and(|v| {
+            let v = serde_json::to_value(v).unwrap();
+            cond(&v, "Created").is_some_and(|c| {
+                c["status"] == "False"
+                    && c["reason"] == "CreateFailed"
+                    && c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("invalid.example.test"))
+            })
+        })
+    })
+    .await;
+    // Creation is retried with backoff (each attempt creates, fails to download, deletes);
+    // deleting the LimaVM leaves nothing behind.
+    vms.delete("badimg", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("VM with a bad image deleted", 30, || async {
+        vms.get_opt("badimg").await.unwrap().is_none()
+    })
+    .await;
+    assert!(!env.short_dir().join("lima/badimg").exists());
 }
 
 /// The product path on this machine: `running=true` brings the stand-in's engine up, the
 /// docker-gateway (started with only the instance identity) connects to the instance Docker
 /// socket; `running=false` takes it away again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn docker_gateway_follows_the_vm() {
+async fn r_app_t8_docker_gateway_follows_the_vm() {
     let mut env = Env::start(100).await;
     let admin = free_port();
     let child = env

@@ -11,18 +11,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, PostParams};
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use rdd_api::containers::{Container, ContainerNamespace, ContainerStatus};
 use rdd_kit::apply::Applier;
 use rdd_kit::conditions;
-use rdd_kit::finalizer::{self, Plan};
 use rdd_mirror::gateway::{Gateway, is_not_found};
+use rdd_mirror::objects::Objects;
+use rdd_mirror::process::Started;
 use rdd_mirror::session::{MirrorKind, SyncReport};
 use rdd_mirror::sweep::{SweepReport, sweep};
-use rdd_mirror::{FINALIZER, MirrorError, is_api_status};
+use rdd_mirror::{MirrorError, is_api_status, labels};
 use rdd_proto::v1::{ContainerRef, ListContainersRequest};
 use serde_json::json;
 use tracing::Instrument;
@@ -34,30 +33,21 @@ pub const FIELD_MANAGER: &str = "container-controller";
 /// Field manager of `status.conditions` (resources.md §5.2.2).
 pub const CONDITIONS_MANAGER: &str = "container-controller-conditions";
 
+/// The one ContainerNamespace of the moby engine.
+pub const MOBY: &str = "moby";
+
 /// Container events that change what a mirror shows; `destroy` releases it.
 pub const ACTIONS: &[&str] = &[
     "create", "start", "stop", "die", "pause", "unpause", "restart", "rename", "destroy",
 ];
 
 pub struct Containers {
-    pub client: Client,
+    pub objects: Objects<Container>,
     pub gateway: Gateway,
-    /// Informer copy of every Container (all namespaces).
-    pub store: Store<Container>,
     /// Docker label filters (`key` or `key=value`), from the configured selector.
     pub labels: Vec<String>,
     pub concurrency: usize,
     pub sweep_wait: Duration,
-}
-
-/// `a=b,c` → Docker label filters `["a=b", "c"]` (equality terms only).
-pub fn docker_label_filters(selector: &str) -> Vec<String> {
-    selector
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// What an apply did.
@@ -75,8 +65,18 @@ impl Applied {
 }
 
 impl Containers {
-    fn api(&self, ns: &str) -> Api<Container> {
-        Api::namespaced(self.client.clone(), ns)
+    pub fn new(s: &Started<Container>) -> Containers {
+        Containers {
+            objects: Objects::new(s.client.clone(), s.store.clone(), FIELD_MANAGER),
+            gateway: s.gateway.clone(),
+            labels: labels::docker_filters(&s.cfg.label_selector),
+            concurrency: s.cfg.sync_concurrency,
+            sweep_wait: Duration::from_secs(s.cfg.sweep_wait_seconds),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.objects.client
     }
 
     /// Inspect `id` and apply its mirror; `None` when the container is gone.
@@ -102,37 +102,16 @@ impl Containers {
         name: &str,
         desired: ContainerStatus,
     ) -> Result<Applied, MirrorError> {
-        let api = self.api(ns);
+        let api = self.objects.api(ns);
         let mut done = Applied::default();
-        let existing = match self.store.get(&ObjectRef::new(name).within(ns)) {
-            Some(o) => (*o).clone(),
-            None => {
-                let mut obj = Container::new(name, Default::default());
-                obj.metadata.namespace = Some(ns.to_string());
-                obj.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
-                let pp = PostParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                };
-                match api.create(&pp, &obj).await {
-                    Ok(o) => {
-                        done.created = true;
-                        o
-                    }
-                    // The informer lags: it exists, read it.
-                    Err(e) if is_api_status(&e, 409) => match api.get_opt(name).await? {
-                        Some(o) => o,
-                        None => return Ok(done),
-                    },
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        let Some((existing, ensured)) = self
+            .objects
+            .ensure(ns, name, |n| Container::new(n, Default::default()))
+            .await?
+        else {
+            return Ok(done);
         };
-        // Only a live mirror gets our finalizer back (R-ENG-S6).
-        if finalizer::plan(&existing, FINALIZER) == Plan::Add {
-            finalizer::ensure(&api, name, FINALIZER).await?;
-            done.created = true;
-        }
+        done.created = ensured.created || ensured.finalizer_added;
         let current = existing.status.clone().unwrap_or_default();
         if mirror::owned_part(&current) != desired {
             let body = serde_json::to_value(&desired)?;
@@ -154,36 +133,39 @@ impl Containers {
         Ok(done)
     }
 
-    /// Docker no longer has `name`: strip our finalizer, then delete the mirror (no Docker call).
-    pub async fn release(&self, ns: &str, name: &str) -> Result<(), MirrorError> {
-        let api = self.api(ns);
-        finalizer::remove(&api, name, FINALIZER).await?;
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_api_status(&e, 404) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Namespace NS and ContainerNamespace `moby` exist (R-ENG-D2); applied only here, on a
-    /// full sync or a repair, never per event (R-ENG-D6). `moby` carries no finalizer.
+    /// full sync or a repair, never per event (R-ENG-D6). `moby` carries no finalizer. Nothing
+    /// is written into a namespace that is being deleted: it is recreated once it is gone.
     pub async fn ensure_namespaces(&self, ns: &str) -> Result<(), MirrorError> {
-        let nss: Api<Namespace> = Api::all(self.client.clone());
-        if nss.get_opt(ns).await?.is_none() {
-            let mut n = Namespace::default();
-            n.metadata.name = Some(ns.to_string());
-            match nss.create(&PostParams::default(), &n).await {
-                Ok(_) => tracing::info!(%ns, "namespace recreated"),
+        let nss: Api<Namespace> = Api::all(self.client().clone());
+        match nss.get_opt(ns).await? {
+            Some(n) if n.metadata.deletion_timestamp.is_some() => {
+                return Err(MirrorError::Other(format!(
+                    "namespace {ns} is being deleted"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let mut n = Namespace::default();
+                n.metadata.name = Some(ns.to_string());
+                match nss.create(&PostParams::default(), &n).await {
+                    Ok(_) => tracing::info!(%ns, "namespace recreated"),
+                    Err(e) if is_api_status(&e, 409) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let cns: Api<ContainerNamespace> = Api::namespaced(self.client().clone(), ns);
+        if cns.get_opt(MOBY).await?.is_none() {
+            let pp = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            match cns.create(&pp, &ContainerNamespace::new(MOBY, ns)).await {
+                Ok(_) => tracing::info!(%ns, "containernamespace moby created"),
                 Err(e) if is_api_status(&e, 409) => {}
                 Err(e) => return Err(e.into()),
             }
-        }
-        let cns = cns_api(&self.client, ns);
-        if cns.get_opt("moby").await?.is_none() {
-            Applier::new(FIELD_MANAGER)
-                .object(&cns, "moby", json!({"metadata": {}}))
-                .await?;
-            tracing::info!(%ns, "containernamespace moby applied");
         }
         Ok(())
     }
@@ -203,7 +185,8 @@ impl MirrorKind for Containers {
     }
 
     async fn full_sync(&self, ns: &str) -> Result<SyncReport, MirrorError> {
-        self.store
+        self.objects
+            .store
             .wait_until_ready()
             .await
             .map_err(|e| MirrorError::Other(format!("container informer: {e}")))?;
@@ -237,15 +220,8 @@ impl MirrorKind for Containers {
             }
         }
         drop(results);
-        let stale: Vec<String> = self
-            .store
-            .state()
-            .iter()
-            .filter(|m| m.namespace().as_deref() == Some(ns) && !ids.contains(&m.name_any()))
-            .map(|m| m.name_any())
-            .collect();
-        for name in stale {
-            self.release(ns, &name).await?;
+        for name in self.objects.stale(ns, &ids) {
+            self.objects.release(ns, &name).await?;
             report.pruned += 1;
         }
         Ok(report)
@@ -256,24 +232,29 @@ impl MirrorKind for Containers {
             return Ok(());
         }
         match ev.action.as_str() {
-            "destroy" => self.release(ns, &ev.actor_id).await,
+            "destroy" => self.objects.release(ns, &ev.actor_id).await,
             a if ACTIONS.contains(&a) => self.inspect_apply(ns, &ev.actor_id).await.map(|_| ()),
             _ => Ok(()),
         }
     }
 
     async fn sweep(&self, ns: &str) -> Result<SweepReport, MirrorError> {
-        let mut r = sweep(&self.api(ns), self.sweep_wait).await?;
-        let c = sweep(&cns_api(&self.client, ns), self.sweep_wait).await?;
+        let mut r = sweep(&self.objects.api(ns), self.sweep_wait).await?;
+        let cns: Api<ContainerNamespace> = Api::namespaced(self.client().clone(), ns);
+        let c = sweep(&cns, self.sweep_wait).await?;
         r.deleted += c.deleted;
         r.blocked.extend(c.blocked);
         Ok(r)
     }
-}
 
-/// ContainerNamespace has no spec and no status (resources.md §5.1): read it as metadata only.
-fn cns_api(client: &Client, ns: &str) -> Api<PartialObjectMeta<ContainerNamespace>> {
-    Api::namespaced(client.clone(), ns)
+    /// The container-controller owns NS repair (`docs/architecture.md`).
+    fn owns_namespace(&self) -> bool {
+        true
+    }
+
+    async fn namespace_gone(&self, ns: &str) -> Result<(), MirrorError> {
+        self.ensure_namespaces(ns).await
+    }
 }
 
 /// Repair ContainerNamespace `moby` when it is deleted while the session is connected
@@ -284,7 +265,7 @@ pub async fn repair_moby(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     use kube::runtime::{WatchStreamExt, watcher};
-    let api: Api<PartialObjectMeta<ContainerNamespace>> = Api::all(containers.client.clone());
+    let api: Api<ContainerNamespace> = Api::all(containers.client().clone());
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -299,10 +280,17 @@ pub async fn repair_moby(
             Some(_) => continue,
         };
         let st = state.borrow().clone();
-        if !st.connected || deleted.name_any() != "moby" || deleted.namespace() != st.ns {
+        if !st.connected || deleted.name_any() != MOBY || deleted.namespace() != st.ns {
             continue;
         }
         let ns = st.ns.unwrap_or_default();
+        // While NS is being deleted, its content goes with it; the session recreates NS and
+        // `moby` once NS is gone.
+        match rdd_mirror::deletion::namespace_terminating(containers.client(), &ns).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, %ns, "reading the namespace"),
+        }
         if let Err(e) = containers.ensure_namespaces(&ns).await {
             tracing::warn!(error = %e, %ns, "repairing containernamespace moby");
         }

@@ -4,10 +4,8 @@
 //! - [`mirror`]: the Container status and conditions built from an inspect (pure);
 //! - [`engine`]: the container side of the engine session (full sync, events, prune, sweep,
 //!   `moby` and NS repair);
-//! - [`reconcile`]: actions from the annotation and deletion forwarding, as a table;
-//! - [`config`]: figment configuration.
+//! - [`reconcile`]: actions from the annotation and deletion forwarding, as a table.
 
-pub mod config;
 pub mod engine;
 pub mod mirror;
 pub mod reconcile;

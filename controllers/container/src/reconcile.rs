@@ -8,6 +8,7 @@
 //! | observed mirror | engine session | step |
 //! |---|---|---|
 //! | outside the session's NS | any | none (not ours) |
+//! | deleting, carries our finalizer, Namespace NS terminating or gone | any | strip our finalizer without a Docker call: deleting NS is not a request to remove every container (R-ENG-D2; `rdd_mirror::deletion`) |
 //! | deleting, carries our finalizer | connected | remove the container in Docker (force; NotFound is success), then strip our finalizer (conflicts re-read, the Docker call is not repeated, R-ENG-S10) |
 //! | deleting, carries our finalizer | not connected | wait (requeue in 5 s) |
 //! | deleting, only foreign finalizers | any | report them (log); nothing of ours left (R-ENG-T8) |
@@ -69,6 +70,8 @@ pub enum ReconcileError {
     Remove(tonic::Status),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Mirror(Box<rdd_mirror::MirrorError>),
 }
 
 /// What one reconcile does (the rows of the table above).
@@ -162,6 +165,18 @@ pub async fn reconcile(c: Arc<Container>, ctx: Arc<Ctx>) -> Result<Action, Recon
     let name = c.name_any();
     let ns = c.namespace().unwrap_or_default();
     let api: Api<Container> = Api::namespaced(ctx.client.clone(), &ns);
+    if matches!(step, Step::ForwardDelete | Step::Wait)
+        && c.metadata.deletion_timestamp.is_some()
+        && rdd_mirror::deletion::namespace_terminating(&ctx.client, &ns)
+            .await
+            .map_err(|e| ReconcileError::Mirror(Box::new(e)))?
+    {
+        tracing::info!("namespace terminating: mirror released without a Docker call");
+        rdd_mirror::deletion::release_finalizer(&api, &c)
+            .await
+            .map_err(|e| ReconcileError::Mirror(Box::new(e)))?;
+        return Ok(Action::await_change());
+    }
     match step {
         Step::NotOurs | Step::Nothing => Ok(Action::await_change()),
         Step::Wait => Ok(Action::requeue(Duration::from_secs(5))),

@@ -2,6 +2,7 @@
 //! real processes (see `support`). Build the other binaries first:
 //! `cargo build -p rdd -p docker-gateway`. Test names carry the invariant IDs they check.
 
+#[path = "../../mirror/tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;

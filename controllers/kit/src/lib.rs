@@ -6,19 +6,23 @@
 //! - [`apply`]: server-side apply under one field manager, conflict retry, NotFound as success.
 //! - [`metrics`], [`admin`]: controller-runtime metric names; `/healthz`, `/readyz`, `/metrics`.
 //! - [`config`]: figment configuration from defaults, a file and `RDD_*` environment variables.
+//! - [`owned`]: controllers.md §0.3, deleting what an owner owns across every served kind.
 //! - [`discovery`]: this process's entry in the controller-manager discovery ConfigMap.
 //! - [`runner`]: a kube-runtime `Controller` with predicates, instrumentation, backoff and
 //!   graceful shutdown.
+//! - [`counting`]: a client layer counting every API request (`rest_client_requests_total`).
 
 pub mod admin;
 pub mod apply;
 pub mod conditions;
 pub mod config;
+pub mod counting;
 pub mod discovery;
 pub mod events;
 pub mod finalizer;
 pub mod lease;
 pub mod metrics;
+pub mod owned;
 pub mod runner;
 pub mod webhook;
 
@@ -32,6 +36,8 @@ pub enum KitError {
     Config(String),
     #[error("admin server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("owned-resource cleanup: {0}")]
+    Cleanup(String),
 }
 
 /// A client for `kubeconfig` (a controller's own identity), or the standard discovery
@@ -46,4 +52,29 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client
         .await
         .map_err(|e| KitError::Config(format!("kubeconfig {}: {e}", path.display())))?;
     Ok(kube::Client::try_from(cfg)?)
+}
+
+/// [`client`] whose every request is counted in `metrics` (`rest_client_requests_total`), so a
+/// test or an operator can see what a controller costs the API server.
+pub async fn counted_client(
+    kubeconfig: Option<&std::path::Path>,
+    metrics: &metrics::Metrics,
+) -> Result<kube::Client, KitError> {
+    let cfg = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                KitError::Config(format!("reading kubeconfig {}: {e}", path.display()))
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| KitError::Config(format!("kubeconfig {}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| KitError::Config(format!("kubeconfig: {e}")))?,
+    };
+    let layer = counting::CountLayer::new(metrics.rest_client_requests.clone());
+    Ok(kube::client::ClientBuilder::try_from(cfg)?
+        .with_layer(&layer)
+        .build())
 }

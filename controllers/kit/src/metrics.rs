@@ -2,7 +2,9 @@
 //! `controller_runtime_reconcile_total{controller,result}`,
 //! `controller_runtime_reconcile_errors_total{controller}`,
 //! `controller_runtime_reconcile_time_seconds{controller}`,
-//! `controller_runtime_active_workers{controller}`.
+//! `controller_runtime_active_workers{controller}`; and client-go's
+//! `rest_client_requests_total{method,code}` for every API request the process makes
+//! ([`crate::counted_client`]).
 
 use std::sync::Mutex;
 
@@ -24,8 +26,15 @@ pub struct ControllerLabels {
     pub controller: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RestLabels {
+    pub method: String,
+    pub code: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
+    pub rest_client_requests: Family<RestLabels, Counter>,
     pub reconcile_total: Family<ResultLabels, Counter>,
     pub reconcile_errors: Family<ControllerLabels, Counter>,
     pub reconcile_time: Family<ControllerLabels, Histogram>,
@@ -49,6 +58,12 @@ impl Metrics {
             ])
         });
         let active_workers = Family::<ControllerLabels, Gauge>::default();
+        let rest_client_requests = Family::<RestLabels, Counter>::default();
+        registry.register(
+            "rest_client_requests",
+            "Number of HTTP requests to the API server, partitioned by method and status code",
+            rest_client_requests.clone(),
+        );
         // prometheus-client appends `_total` to counters itself.
         registry.register(
             "controller_runtime_reconcile",
@@ -72,6 +87,7 @@ impl Metrics {
         );
         Metrics {
             registry: Mutex::new(registry),
+            rest_client_requests,
             reconcile_total,
             reconcile_errors,
             reconcile_time,

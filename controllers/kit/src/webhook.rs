@@ -60,6 +60,7 @@ pub fn review(routes: &Routes, path: &str, body: &[u8]) -> (StatusCode, Vec<u8>)
     };
     let encoded = serde_json::to_value(response.into_review())
         .map(base64_patch)
+        .map(denial_status)
         .and_then(|v| serde_json::to_vec(&v));
     match encoded {
         Ok(b) => (StatusCode::OK, b),
@@ -68,6 +69,34 @@ pub fn review(routes: &Routes, path: &str, body: &[u8]) -> (StatusCode, Vec<u8>)
             e.to_string().into_bytes(),
         ),
     }
+}
+
+/// A denial says Forbidden (403) unless the handler chose a code, as controller-runtime's
+/// `admission.Denied` does: kube-core's `deny` sets only the message, and the API server would
+/// then report a bare 400 without a reason (`Error from server: …` instead of
+/// `Error from server (Forbidden): …`).
+fn denial_status(mut review: serde_json::Value) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let Some(resp) = review.get_mut("response") else {
+        return review;
+    };
+    if resp.get("allowed") == Some(&Value::Bool(true)) {
+        return review;
+    }
+    let result = resp
+        .as_object_mut()
+        .map(|r| r.entry("status").or_insert_with(|| json!({})));
+    if let Some(Value::Object(status)) = result {
+        let code = status.get("code").and_then(Value::as_u64).unwrap_or(0);
+        if code < 400 {
+            status.insert("code".into(), json!(403));
+            let reason = status.get("reason").and_then(Value::as_str).unwrap_or("");
+            if reason.is_empty() {
+                status.insert("reason".into(), json!("Forbidden"));
+            }
+        }
+    }
+    review
 }
 
 /// kube-core serializes `response.patch` as an array of byte values, but the API server (Go)
@@ -311,6 +340,21 @@ mod tests {
                 "object": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": labels}}}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn denials_are_forbidden_unless_the_handler_chose_a_code() {
+        let denied = denial_status(serde_json::json!({
+            "response": {"uid": "u", "allowed": false, "status": {"message": "no"}}
+        }));
+        assert_eq!(denied["response"]["status"]["code"], 403);
+        assert_eq!(denied["response"]["status"]["reason"], "Forbidden");
+        let chosen = denial_status(serde_json::json!({
+            "response": {"allowed": false, "status": {"code": 422, "reason": "Invalid"}}
+        }));
+        assert_eq!(chosen["response"]["status"]["code"], 422);
+        let allowed = denial_status(serde_json::json!({"response": {"allowed": true}}));
+        assert!(allowed["response"].get("status").is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod admission;
 mod agent;
 mod limactl;
+mod prepare;
 mod reconcile;
 
 use std::net::SocketAddr;
@@ -40,11 +41,13 @@ pub enum Error {
     Invalid(String),
     #[error("owned-resource cleanup: {0}")]
     Cleanup(String),
+    #[error("{0}")]
+    Prepare(#[from] prepare::PrepareError),
 }
 
 pub const FIELD_MANAGER: &str = "limavm-controller";
 
-const HELP: &str = "Configuration (later sources win): built-in defaults; a YAML file given by --config or RDD_CONFIG; the environment variables RDD_<KEY> for every key; then flags. Keys: admin_addr, kubeconfig, log_level, otlp_endpoint, limactl (the limactl program; tests use limactl-standin), lima_home (default <short dir>/lima), webhook_addr (default 127.0.0.1:0; a free port, never a fixed one), webhook_tls_dir (the instance CA ca.crt/ca.key the serving certificate is issued from; default <instance dir>/tls), webhook_register (apply deploy/webhooks/limavm-*.yaml with this process's URL and the CA bundle; default true), pid_wait_secs (how long a start waits for ha.pid; default 120). RDD_INSTANCE selects the instance.";
+const HELP: &str = "Configuration (later sources win): built-in defaults; a YAML file given by --config or RDD_CONFIG; the environment variables RDD_<KEY> for every key; then flags. Keys: admin_addr, kubeconfig, log_level, otlp_endpoint, limactl (the limactl program; tests use limactl-standin), lima_home (default <short dir>/lima), webhook_addr (default 127.0.0.1:0; a free port, never a fixed one), webhook_tls_dir (the instance CA ca.crt/ca.key the serving certificate is issued from; default <instance dir>/tls), webhook_register (apply deploy/webhooks/limavm-*.yaml with this process's URL and the CA bundle; default true), pid_wait_secs (how long a start waits for ha.pid; default 120), image_cache (the download cache of instance images, laid out like Lima's; default $XDG_CACHE_HOME/lima/download or ~/.cache/lima/download). RDD_INSTANCE selects the instance.";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Config {
@@ -58,6 +61,7 @@ struct Config {
     webhook_tls_dir: PathBuf,
     webhook_register: bool,
     pid_wait_secs: u64,
+    image_cache: PathBuf,
 }
 
 impl Config {
@@ -73,6 +77,7 @@ impl Config {
             webhook_tls_dir: inst.dir().join("tls"),
             webhook_register: true,
             pid_wait_secs: 120,
+            image_cache: prepare::default_cache(),
         }
     }
 }
@@ -181,6 +186,8 @@ async fn run() -> anyhow::Result<()> {
         limactl,
         agents: agents.clone(),
         recorder: rdd_kit::events::Recorder::new(client.clone(), FIELD_MANAGER),
+        fetcher: prepare::Fetcher::new(cfg.image_cache.clone())
+            .map_err(|e| anyhow::anyhow!("TLS settings for image downloads: {e}"))?,
         pid_wait: Duration::from_secs(cfg.pid_wait_secs),
     });
     let phase_changes =

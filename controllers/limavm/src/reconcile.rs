@@ -20,13 +20,13 @@
 //! | `Created=True`                                       | §3.6 running state (table at [`running`])     |
 //! | instance on disk                                     | record rv, `Created=True` ("exists")          |
 //! | template empty                                       | `Created=False/CreateFailed`, error           |
-//! | otherwise                                            | create, sentinel, `Created=True`, drop sentinel |
+//! | otherwise                                            | create, sentinel, prepare the image ([`crate::prepare`]), `Created=True`, drop sentinel; a failed preparation deletes the instance, `Created=False/CreateFailed` |
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 use rdd_api::limavm::{LimaVM, LimaVMStatus};
@@ -43,6 +43,7 @@ pub struct Ctx {
     pub limactl: Limactl,
     pub agents: Arc<Agents>,
     pub recorder: rdd_kit::events::Recorder,
+    pub fetcher: crate::prepare::Fetcher,
     /// How long `start` waits for `ha.pid` (covers disk preparation, lima.md §12.1).
     pub pid_wait: Duration,
 }
@@ -273,8 +274,23 @@ pub async fn reconcile(obj: Arc<LimaVM>, ctx: Arc<Ctx>) -> Result<Action, Error>
         let _ = ctx.limactl.delete(&name).await;
         return Err(e.into());
     }
-    // Preparation (image download, disks) is left to `limactl start`, which skips downloading
-    // when `image` or `disk` exists (lima.md §12.1); its failures surface as StartFailed.
+    // Step 14: the image, downloaded and decompressed before `Created=True` (lima.md §12.1
+    // "prepare"); disks are left to `limactl start`, which skips downloading when `image`
+    // exists. A failure deletes the instance, so the next pass starts over.
+    match ctx.fetcher.prepare(&template, &dir).await {
+        Ok(what) => tracing::info!(instance = %name, "{what}"),
+        Err(e) => {
+            let msg = e.to_string();
+            if let Err(del) = ctx.limactl.delete(&name).await {
+                tracing::warn!(instance = %name, error = %del, "deleting the instance after a failed preparation");
+            }
+            StatusWrite::new(&vm)
+                .cond(CREATED, "False", "CreateFailed", msg)
+                .send(&ctx)
+                .await?;
+            return Err(e.into());
+        }
+    }
     StatusWrite::new(&vm)
         .cond(
             CREATED,
@@ -691,44 +707,23 @@ fn keep_logs(dir: &std::path::Path, name: &str) {
     }
 }
 
-/// §0.3 for the kinds a LimaVM controls in rdd (ConfigMaps: the template copy, and the source
-/// of `rdd limavm create`): strip any owned-by finalizer, then delete; continue past failures
-/// and return them joined. The template copy is included by name even if the controller
-/// reference was never set (deleted before the reconciler took ownership).
+/// §0.3 ([`rdd_kit::owned`]): everything in the namespace this LimaVM owns, of every kind this
+/// identity may list; then the template copy by name, in case it was never adopted (the LimaVM
+/// was deleted before the reconciler set the controller reference).
 async fn cleanup_owned(vm: &LimaVM, ctx: &Ctx) -> Result<(), Error> {
     let ns = vm.namespace().unwrap_or_default();
     let uid = vm.uid().unwrap_or_default();
-    let copy = names::template_copy_name(&vm.name_any());
-    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut targets: Vec<ConfigMap> = cms
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|c| c.owner_references().iter().any(|o| o.uid == uid))
-        .collect();
-    if !targets.iter().any(|c| c.name_any() == copy)
-        && let Some(c) = cms.get_opt(&copy).await?
-    {
-        targets.push(c);
-    }
     let mut errors = vec![];
-    for cm in targets {
-        let n = cm.name_any();
-        for f in cm
-            .finalizers()
-            .iter()
-            .filter(|f| f.starts_with(names::OWNED_BY_PREFIX))
-        {
-            if let Err(e) = rdd_kit::finalizer::remove(&cms, &n, f).await {
-                errors.push(format!("{n}: {e}"));
-            }
-        }
-        match cms.delete(&n, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => errors.push(format!("{n}: {e}")),
-        }
+    match rdd_kit::owned::cleanup(&ctx.client, &ns, &uid).await {
+        Ok(n) => tracing::debug!(deleted = n, "owned objects deleted"),
+        Err(e) => errors.push(e.to_string()),
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let copy = names::template_copy_name(&vm.name_any());
+    if let Some(cm) = cms.get_opt(&copy).await?
+        && let Err(e) = rdd_kit::owned::release(&cms, &cm).await
+    {
+        errors.push(format!("{copy}: {e}"));
     }
     if errors.is_empty() {
         Ok(())

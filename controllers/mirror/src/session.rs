@@ -10,6 +10,14 @@
 //! | running, not moby | — | stop, sweep | `True/NotApplicable` after the sweep (R-ENG-D7) |
 //! | deleted or terminating (G-1) | — | stop, sweep in the last known NS | not written |
 //!
+//! While connected the session also watches Namespace NS (R-ENG-D2, R-ENG-T10):
+//!
+//! | NS | the session does |
+//! |---|---|
+//! | terminating | nothing: the kind's reconciler releases the mirrors NS deletion deletes, without Docker calls |
+//! | gone | the kind's [`MirrorKind::namespace_gone`] (the container-controller, owner of NS repair, recreates NS and `moby`; the others wait) |
+//! | live again (a new UID) | full sync: every mirror is restored |
+//!
 //! The subscription comes first and the list only after its `Synced` marker, so no event between
 //! the two is lost. Every write compares first: an idle session makes no API write and no Docker
 //! call.
@@ -19,8 +27,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::Api;
-use kube::runtime::watcher;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
 use rdd_api::app::App;
 use rdd_proto::v1::{SubscribeRequest, connection_state, subscribe_response::Message};
 use tokio::sync::watch;
@@ -65,6 +74,15 @@ pub trait MirrorKind: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), MirrorError>> + Send;
     /// Remove every object of this kind in `ns` (no Docker call).
     fn sweep(&self, ns: &str) -> impl Future<Output = Result<SweepReport, MirrorError>> + Send;
+    /// Whether this kind recreates Namespace NS (exactly one process does, `docs/architecture.md`).
+    /// The others' full sync fails while NS does not exist, and waits for it to come back.
+    fn owns_namespace(&self) -> bool {
+        false
+    }
+    /// Namespace NS was deleted while connected (R-ENG-D2): the owner recreates it.
+    fn namespace_gone(&self, _ns: &str) -> impl Future<Output = Result<(), MirrorError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// The session's state as the kind's reconciler (actions, deletion forwarding) needs it: it acts
@@ -77,6 +95,8 @@ pub struct EngineState {
 
 pub struct Session<M> {
     pub kind: Arc<M>,
+    /// This controller's API client (Namespace NS watch).
+    pub client: kube::Client,
     pub gateway: Gateway,
     pub writer: SyncedWriter,
     /// Gateway label selector (`a=b,…`) limiting what is mirrored; empty mirrors everything.
@@ -327,6 +347,14 @@ impl<M: MirrorKind> Session<M> {
             Ok(s) => s.into_inner(),
             Err(e) => return Ended::Failed(format!("docker-gateway unavailable: {}", e.message())),
         };
+        let nss: Api<Namespace> = Api::all(self.client.clone());
+        let mut ns_watch = watcher(
+            nss,
+            watcher::Config::default().fields(&format!("metadata.name={ns}")),
+        )
+        .default_backoff()
+        .boxed();
+        let mut ns_state = NsState::default();
         // Set after a successful full sync on this subscription.
         let mut synced = false;
         // A full sync that failed is retried after this.
@@ -355,6 +383,31 @@ impl<M: MirrorKind> Session<M> {
                             }
                         }
                         _ => return Ended::Unwanted,
+                    }
+                }
+                ev = ns_watch.next() => {
+                    let Some(ev) = ev else {
+                        ns_watch = futures::stream::pending().boxed();
+                        continue;
+                    };
+                    match ns_state.observe(ev) {
+                        NsChange::None => {}
+                        NsChange::Gone => {
+                            tracing::warn!("namespace deleted while connected");
+                            if let Err(e) = self.kind.namespace_gone(ns).await {
+                                tracing::warn!(error = %e, "repairing the namespace; retrying with a full sync");
+                                retry_sync = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                            }
+                        }
+                        NsChange::Back => {
+                            if synced {
+                                tracing::info!("namespace back: restoring the mirrors");
+                                synced = self.full_sync(ns, app).await;
+                                if !synced {
+                                    retry_sync = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                                }
+                            }
+                        }
                     }
                 }
                 _ = retry => {
@@ -415,7 +468,26 @@ impl<M: MirrorKind> Session<M> {
         let generation = current_generation(app);
         let started = std::time::Instant::now();
         let span = tracing::info_span!("full_sync", kind = self.kind.plural(), %ns);
-        match self.kind.full_sync(ns).instrument(span).await {
+        let result = async {
+            if !self.kind.owns_namespace() {
+                let nss: Api<Namespace> = Api::all(self.client.clone());
+                match nss.get_opt(ns).await? {
+                    Some(n) if n.metadata.deletion_timestamp.is_none() => {}
+                    Some(_) => {
+                        return Err(MirrorError::Other(format!(
+                            "namespace {ns} is being deleted"
+                        )));
+                    }
+                    None => {
+                        return Err(MirrorError::Other(format!("namespace {ns} does not exist")));
+                    }
+                }
+            }
+            self.kind.full_sync(ns).await
+        }
+        .instrument(span)
+        .await;
+        match result {
             Ok(r) => {
                 tracing::info!(
                     listed = r.listed,
@@ -453,9 +525,111 @@ impl<M: MirrorKind> Session<M> {
     }
 }
 
+/// What the Namespace NS watch says, reduced to the changes the session acts on.
+#[derive(Debug, PartialEq, Eq)]
+enum NsChange {
+    None,
+    /// NS no longer exists (first noticed).
+    Gone,
+    /// NS exists again, live, after it was gone or with a new UID.
+    Back,
+}
+
+#[derive(Debug, Default)]
+struct NsState {
+    /// UID of the live NS last seen.
+    uid: Option<String>,
+    missing: bool,
+    /// Whether the current (re)list found NS.
+    found_in_init: bool,
+}
+
+impl NsState {
+    fn observe(&mut self, ev: Result<watcher::Event<Namespace>, watcher::Error>) -> NsChange {
+        match ev {
+            Err(e) => {
+                tracing::warn!(error = %e, "namespace watch");
+                NsChange::None
+            }
+            Ok(watcher::Event::Init) => {
+                self.found_in_init = false;
+                NsChange::None
+            }
+            Ok(watcher::Event::InitApply(n)) => {
+                self.found_in_init = true;
+                self.live(&n)
+            }
+            Ok(watcher::Event::Apply(n)) => self.live(&n),
+            Ok(watcher::Event::InitDone) if !self.found_in_init => self.gone(),
+            Ok(watcher::Event::InitDone) => NsChange::None,
+            Ok(watcher::Event::Delete(_)) => self.gone(),
+        }
+    }
+
+    fn live(&mut self, n: &Namespace) -> NsChange {
+        if n.metadata.deletion_timestamp.is_some() {
+            return NsChange::None;
+        }
+        let uid = n.uid();
+        let back = self.missing || (self.uid.is_some() && self.uid != uid);
+        self.uid = uid;
+        self.missing = false;
+        if back { NsChange::Back } else { NsChange::None }
+    }
+
+    fn gone(&mut self) -> NsChange {
+        self.uid = None;
+        if std::mem::replace(&mut self.missing, true) {
+            NsChange::None
+        } else {
+            NsChange::Gone
+        }
+    }
+}
+
 fn current_generation(app: &watch::Receiver<Option<App>>) -> i64 {
     app.borrow()
         .as_ref()
         .and_then(|a| a.metadata.generation)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn ns(uid: &str, terminating: bool) -> Namespace {
+        let mut n = Namespace::default();
+        n.metadata.name = Some("ns".into());
+        n.metadata.uid = Some(uid.into());
+        if terminating {
+            n.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        }
+        n
+    }
+
+    #[test]
+    fn r_eng_d2_namespace_watch_reduces_to_gone_and_back() {
+        use watcher::Event as E;
+        let mut s = NsState::default();
+        assert_eq!(s.observe(Ok(E::Init)), NsChange::None);
+        assert_eq!(s.observe(Ok(E::InitApply(ns("a", false)))), NsChange::None);
+        assert_eq!(s.observe(Ok(E::InitDone)), NsChange::None);
+        // Deletion: terminating first (nothing), then gone once.
+        assert_eq!(s.observe(Ok(E::Apply(ns("a", true)))), NsChange::None);
+        assert_eq!(s.observe(Ok(E::Delete(ns("a", true)))), NsChange::Gone);
+        assert_eq!(s.observe(Ok(E::Delete(ns("a", true)))), NsChange::None);
+        assert_eq!(s.observe(Ok(E::Apply(ns("b", false)))), NsChange::Back);
+        assert_eq!(s.observe(Ok(E::Apply(ns("b", false)))), NsChange::None);
+        // A relist that finds no NS (the Delete was missed) is gone; one that finds a new UID
+        // is back.
+        assert_eq!(s.observe(Ok(E::Init)), NsChange::None);
+        assert_eq!(s.observe(Ok(E::InitDone)), NsChange::Gone);
+        assert_eq!(s.observe(Ok(E::Init)), NsChange::None);
+        assert_eq!(s.observe(Ok(E::InitApply(ns("c", false)))), NsChange::Back);
+        assert_eq!(s.observe(Ok(E::InitDone)), NsChange::None);
+        assert_eq!(s.observe(Ok(E::Init)), NsChange::None);
+        assert_eq!(s.observe(Ok(E::InitApply(ns("d", false)))), NsChange::Back);
+    }
 }

@@ -12,6 +12,9 @@
 //!   `sshLocalPort` event and, after `LIMACTL_STANDIN_BOOT_MS` (default 300) ms, `running`.
 //!   On SIGINT/SIGTERM it emits `exiting`, kills the driver, removes its files and exits 0.
 //! - `list --json [N…]`, `stop --force N`, `delete --force N`.
+//! - `shell [--shell S] [--workdir D] N [CMD…]`: the "guest" is this machine, so the command runs
+//!   here (in D, with the template's `env:` set, as Lima sets it in the guest), and only while
+//!   the instance runs — `rdd limavm shell` is tested through it.
 //!
 //! The one addition beyond §12.2: when the template forwards the guest's `/var/run/docker.sock`
 //! to a host socket, the agent serves that socket while the "VM" runs, proxying every
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         ["list", "--json", names @ ..] => list(names),
         ["stop", "--force", name] => stop_force(name).map(|_| ()),
         ["delete", "--force", name] => delete(name),
+        ["shell", rest @ ..] => shell(rest),
         ["__driver"] => driver(),
         _ => Err(format!("limactl-standin: unsupported invocation {args:?}")),
     };
@@ -235,7 +239,8 @@ fn agent(name: &str) -> Result<(), String> {
             .nth(1)
             .and_then(|r| r.split('/').next())
             .unwrap_or("");
-        if host.ends_with(".test") {
+        // A fully qualified name may end in a dot: `foo.test.` is `foo.test`.
+        if host.trim_end_matches('.').ends_with(".test") {
             return Err(format!(
                 "failed to download \"{loc}\": dial tcp: lookup {host}: no such host"
             ));
@@ -439,6 +444,60 @@ fn stop_force(name: &str) -> Result<bool, String> {
         let _ = std::fs::remove_file(sock);
     }
     Ok(ok)
+}
+
+fn shell(args: &[&str]) -> Result<(), String> {
+    let mut shell = None;
+    let mut workdir = None;
+    let mut i = 0;
+    while i < args.len() && args[i].starts_with("--") {
+        let (flag, value) = match args[i].split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (args[i], args.get(i + 1).map(|v| v.to_string())),
+        };
+        if !args[i].contains('=') {
+            i += 1;
+        }
+        i += 1;
+        match flag {
+            "--shell" => shell = value,
+            "--workdir" => workdir = value,
+            _ => return Err(format!("shell: unknown flag {flag}")),
+        }
+    }
+    let Some(name) = args.get(i) else {
+        return Err("shell: instance name required".into());
+    };
+    let dir = inst_dir(name)?;
+    if !dir.join("lima.yaml").exists() {
+        return Err(format!("instance \"{name}\" does not exist"));
+    }
+    if !alive(read_pid(&dir.join("ha.pid"))) {
+        return Err(format!(
+            "instance \"{name}\" is stopped, run `limactl start {name}` to start the instance"
+        ));
+    }
+    let tmpl = template_of(&dir)?;
+    let shell = shell.unwrap_or_else(|| "/bin/sh".into());
+    let mut cmd = std::process::Command::new(&shell);
+    let rest = &args[i + 1..];
+    if !rest.is_empty() {
+        cmd.arg("-c").arg("exec \"$@\"").arg("sh").args(rest);
+    }
+    if let Some(w) = workdir {
+        cmd.current_dir(w);
+    }
+    if let Some(Value::Object(env)) = tmpl.get("env") {
+        for (k, v) in env {
+            let v = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            cmd.env(k, v);
+        }
+    }
+    let status = cmd.status().map_err(|e| format!("{shell}: {e}"))?;
+    std::process::exit(status.code().unwrap_or(1));
 }
 
 fn delete(name: &str) -> Result<(), String> {

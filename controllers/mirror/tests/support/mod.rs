@@ -1,7 +1,14 @@
 //! The real processes of one test: `rdd svc serve` (with rdd's CRDs and admission policies as a
 //! real install has them), a `DockerProxy` in front of the Docker socket, `docker-gateway` on
-//! it, and `container-controller` under its own least-privilege identity. Docker calls are
-//! counted at the gateway's `/metrics`, API writes at the server (watch events).
+//! it, and the mirror controllers (container-, image-, volume-controller) each under its own
+//! least-privilege identity. Docker calls are counted at the gateway's `/metrics`, API writes at
+//! the server (watch events), each controller's API requests at its `/metrics`
+//! (`rest_client_requests_total`).
+//!
+//! Shared by the e2e tests of `container-controller`, `image-controller`, `volume-controller` and
+//! `rdd-mirror` (`#[path]` includes); the binaries are the ones built next to the test:
+//! `cargo build -p rdd -p docker-gateway -p container-controller -p image-controller -p
+//! volume-controller`.
 
 #![allow(dead_code)]
 
@@ -19,15 +26,14 @@ use serde_json::{Value, json};
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
-/// A binary built next to this test (`cargo build -p rdd -p docker-gateway`); fails fast naming
-/// the path when it is missing (R-ENG-S11).
+/// A binary built next to this test; fails fast naming the path when it is missing (R-ENG-S11).
 pub fn sibling_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join(name);
     assert!(
         p.exists(),
-        "{} is missing: build it first with `cargo build -p rdd -p docker-gateway`",
+        "{} is missing: build it first with `cargo build -p rdd -p docker-gateway -p container-controller -p image-controller -p volume-controller`",
         p.display()
     );
     p
@@ -66,8 +72,8 @@ impl Drop for Proc {
 }
 
 pub struct Env {
-    // Order matters for drop: controller first, then gateway, then the server.
-    controller: Option<Proc>,
+    // Order matters for drop: controllers first, then gateway, then the server.
+    controllers: BTreeMap<String, Proc>,
     gateway: Option<Proc>,
     server: Option<Proc>,
     pub proxy: DockerProxy,
@@ -77,8 +83,9 @@ pub struct Env {
     pub client: Client,
     pub gw_socket: PathBuf,
     pub gw_admin: String,
-    pub ctrl_admin: String,
-    pub ctrl_kubeconfig: PathBuf,
+    /// Admin address of each controller (fixed per test, kept across restarts).
+    pub admin: BTreeMap<String, String>,
+    kubeconfigs: BTreeMap<String, PathBuf>,
 }
 
 impl Env {
@@ -117,7 +124,7 @@ impl Env {
         rdd_testkit::busybox_image();
         let home = tempfile::tempdir().unwrap();
         let server = Command::new(&rdd)
-            .args(["svc", "serve", "--secure-port", "0"])
+            .args(["svc", "serve", "--secure-port", "0", "--controllers="])
             .env("HOME", home.path())
             .env("RDD_INSTANCE", "e2e")
             .env("RDD_LOG_LEVEL", "warn")
@@ -144,7 +151,7 @@ impl Env {
             .unwrap();
         let client = Client::try_from(cfg).unwrap();
         let mut env = Env {
-            controller: None,
+            controllers: BTreeMap::new(),
             gateway: Some(Proc(gateway)),
             server: Some(Proc(server)),
             proxy,
@@ -154,8 +161,8 @@ impl Env {
             home,
             gw_socket,
             gw_admin,
-            ctrl_admin: format!("127.0.0.1:{}", free_port()),
-            ctrl_kubeconfig: PathBuf::new(),
+            admin: BTreeMap::new(),
+            kubeconfigs: BTreeMap::new(),
         };
         env.ns = format!("mirror-{}", env.scope.id);
         wait_for(Duration::from_secs(20), "gateway socket", || {
@@ -173,24 +180,6 @@ impl Env {
             "--all",
             "--timeout=30s",
         ]);
-        // The controller's own identity (deploy/rbac/container-controller.yaml).
-        let ctrl_kc = env.home.path().join("container-controller.yaml");
-        let o = Command::new(&rdd)
-            .args([
-                "svc",
-                "token",
-                "create",
-                "--controller",
-                "container-controller",
-            ])
-            .arg("--kubeconfig")
-            .arg(&ctrl_kc)
-            .env("HOME", env.home.path())
-            .env("RDD_INSTANCE", "e2e")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        env.ctrl_kubeconfig = ctrl_kc;
         env.kubectl_ok(&["create", "namespace", &env.ns]);
         let app = json!({
             "apiVersion": "app.rancherdesktop.io/v1alpha1",
@@ -209,15 +198,44 @@ impl Env {
         env
     }
 
+    /// Start the container-controller.
     pub fn start_controller(&mut self) {
-        let bin = env!("CARGO_BIN_EXE_container-controller");
-        let child = Command::new(bin)
+        self.start_kind("container-controller");
+    }
+
+    /// Start `name` (`container-controller`, `image-controller`, `volume-controller`) under its
+    /// own identity (`deploy/rbac/<name>.yaml`, token minted by `rdd svc token create`),
+    /// mirroring only this test's objects (the scope's label selector).
+    pub fn start_kind(&mut self, name: &str) {
+        let kubeconfig = match self.kubeconfigs.get(name) {
+            Some(k) => k.clone(),
+            None => {
+                let kc = self.home.path().join(format!("{name}.yaml"));
+                let o = Command::new(sibling_bin("rdd"))
+                    .args(["svc", "token", "create", "--controller", name])
+                    .arg("--kubeconfig")
+                    .arg(&kc)
+                    .env("HOME", self.home.path())
+                    .env("RDD_INSTANCE", "e2e")
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                self.kubeconfigs.insert(name.to_string(), kc.clone());
+                kc
+            }
+        };
+        let admin = self
+            .admin
+            .entry(name.to_string())
+            .or_insert_with(|| format!("127.0.0.1:{}", free_port()))
+            .clone();
+        let child = Command::new(sibling_bin(name))
             .env("HOME", self.home.path())
             .env("RDD_INSTANCE", "e2e")
-            .env("RDD_KUBECONFIG", &self.ctrl_kubeconfig)
+            .env("RDD_KUBECONFIG", &kubeconfig)
             .env("RDD_GATEWAY_SOCKET", &self.gw_socket)
             .env("RDD_LABEL_SELECTOR", self.scope.label())
-            .env("RDD_ADMIN_ADDR", &self.ctrl_admin)
+            .env("RDD_ADMIN_ADDR", &admin)
             .env("RDD_SWEEP_WAIT_SECONDS", "5")
             .env(
                 "RDD_LOG_LEVEL",
@@ -227,7 +245,20 @@ impl Env {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        self.controller = Some(Proc(child));
+        self.controllers.insert(name.to_string(), Proc(child));
+    }
+
+    pub fn stop_kind(&mut self, name: &str) {
+        self.controllers.remove(name);
+    }
+
+    /// API requests `name` made so far (`rest_client_requests_total` on its `/metrics`).
+    pub fn api_requests(&self, name: &str) -> u64 {
+        let text = http_get(&self.admin[name], "/metrics");
+        text.lines()
+            .filter(|l| l.starts_with("rest_client_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
     }
 
     /// Kill the gateway process (SIGKILL, as a crash).
@@ -253,7 +284,7 @@ impl Env {
     }
 
     pub fn stop_controller(&mut self) {
-        self.controller = None;
+        self.stop_kind("container-controller");
     }
 
     /// Patch the App's `Running` condition (there is no app-controller yet).
@@ -291,19 +322,70 @@ impl Env {
 
     /// Wait for `ContainersSynced` with this reason.
     pub async fn wait_synced(&self, reason: &str, timeout: Duration) -> Value {
+        self.wait_cond("ContainersSynced", reason, timeout).await
+    }
+
+    /// Wait for the App condition `type_` with this reason.
+    pub async fn wait_cond(&self, type_: &str, reason: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(c) = self.app_condition("ContainersSynced").await
+            if let Some(c) = self.app_condition(type_).await
                 && c["reason"] == reason
             {
                 return c;
             }
             assert!(
                 Instant::now() < deadline,
-                "ContainersSynced never became {reason}: {:?}",
-                self.app_condition("ContainersSynced").await
+                "{type_} never became {reason}: {:?}",
+                self.app_condition(type_).await
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every object of `K` in NS, by name.
+    pub async fn list<K>(&self) -> BTreeMap<String, K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.ns);
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|o| (o.name_any(), o))
+            .collect()
+    }
+
+    /// Wait until `f` holds for the objects of `K` in NS.
+    pub async fn wait_list<K>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&BTreeMap<String, K>) -> bool,
+    ) -> BTreeMap<String, K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.list::<K>().await;
+            if f(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {:?}",
+                m.keys().collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
