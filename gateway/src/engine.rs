@@ -134,6 +134,7 @@ impl Engine {
     {
         let start = Instant::now();
         let docker = self.docker()?;
+        self.metrics.docker_call_started(op);
         let r = match tokio::time::timeout(self.timeout, f(docker)).await {
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "Docker {op} at {} did not answer within {:?}",

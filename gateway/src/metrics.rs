@@ -54,6 +54,7 @@ pub struct Metrics {
     handled: Family<GrpcCodeLabels, Counter>,
     handling: Family<GrpcLabels, Histogram>,
     docker_calls: Family<OpCodeLabels, Counter>,
+    docker_started: Family<OpLabels, Counter>,
     docker_seconds: Family<OpLabels, Histogram>,
     connected: Gauge,
     sessions: Counter,
@@ -84,6 +85,7 @@ impl Metrics {
             handled: Family::default(),
             handling: Family::new_with_constructor(buckets),
             docker_calls: Family::default(),
+            docker_started: Family::default(),
             docker_seconds: Family::new_with_constructor(buckets),
             connected: Gauge::default(),
             sessions: Counter::default(),
@@ -112,6 +114,13 @@ impl Metrics {
             "docker_gateway_docker_requests",
             "Docker Engine API calls, by gRPC code",
             m.docker_calls.clone(),
+        );
+        // Counted before the call: a call whose caller went away mid-way (and so never reports
+        // a code) still shows, which is how the fault suite proves no action ran twice.
+        r.register(
+            "docker_gateway_docker_calls_started",
+            "Docker Engine API calls started",
+            m.docker_started.clone(),
         );
         r.register(
             "docker_gateway_docker_request_duration_seconds",
@@ -195,6 +204,14 @@ impl Metrics {
         self.handling
             .get_or_create(&Self::grpc(service, method, kind))
             .observe(d.as_secs_f64());
+    }
+
+    pub fn docker_call_started(&self, op: &str) {
+        self.docker_started
+            .get_or_create(&OpLabels {
+                operation: op.into(),
+            })
+            .inc();
     }
 
     pub fn docker_call(&self, op: &str, code: tonic::Code, d: Duration) {

@@ -13,7 +13,8 @@
 //! | deleting, carries our finalizer | not connected | wait (requeue in 5 s) |
 //! | deleting, only foreign finalizers | any | report them (log); nothing of ours left (R-ENG-T8) |
 //! | live, action annotation not a valid action | any | remove the annotation if unchanged; no `lastAction` |
-//! | live, valid action annotation | connected | dispatch per the matrix below, record `status.lastAction`, remove the annotation if unchanged |
+//! | live, valid action annotation, not claimed | connected | claim it (write the claim annotation under the object's resourceVersion; a conflict re-reads), then dispatch per the matrix below, record `status.lastAction`, remove both annotations if unchanged |
+//! | live, valid action annotation, claimed with the same value | connected | a pass claimed it and did not finish (the process died during the Docker call, or its writes failed): no Docker call; `lastAction` Succeeded when the observed state already satisfies the action, else Failed (interrupted); remove both annotations |
 //! | live, valid action annotation | not connected | wait (requeue in 5 s) |
 //! | live, no annotation | any | none: no API write, no Docker call (R-ENG-I1, R-ENG-D4) |
 //!
@@ -36,6 +37,15 @@
 //! it). An action runs once: the annotation is consumed whether it succeeded or failed, and
 //! nothing restarts a container that exits afterwards — that is Docker's restart policy's job
 //! (R-ENG-D4).
+//!
+//! At most once: controllers.md §4.8 step 6 accepts that a crash between the Docker call and
+//! the annotation's removal replays the action (a restart restarting twice). Issue 12 asks that
+//! no Docker action runs twice, so the call is preceded by a claim — the
+//! `containers.rancherdesktop.io/action-claimed` annotation set to the request's value with an
+//! optimistic lock. Only the pass whose claim succeeded calls Docker; a pass that finds the
+//! request already claimed (after a `kill -9`, or a stale cache copy) makes no call. The cost is
+//! one API write per action; the price of a crash is an action reported as interrupted instead
+//! of one run twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +69,8 @@ use tracing::Instrument;
 pub const ACTION: &str = "containers.rancherdesktop.io/action";
 /// Field manager of `status.lastAction` (merge patches, resources.md §7.4).
 pub const ACTION_MANAGER: &str = "container-controller-actions";
+/// Set to the action value by the pass that is about to call Docker for it (see above).
+pub const CLAIM: &str = "containers.rancherdesktop.io/action-claimed";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -83,6 +95,7 @@ pub enum Step {
     ReportForeign(Vec<String>),
     DropInvalid(String),
     Act(ContainerAction, String),
+    Interrupted(ContainerAction, String),
     Nothing,
 }
 
@@ -119,6 +132,7 @@ pub fn decide(c: &Container, state: &EngineState) -> Step {
     match parse_action(raw) {
         None => Step::DropInvalid(raw.clone()),
         Some(_) if !state.connected => Step::Wait,
+        Some(a) if c.annotations().get(CLAIM) == Some(raw) => Step::Interrupted(a, raw.clone()),
         Some(a) => Step::Act(a, raw.clone()),
     }
 }
@@ -207,7 +221,19 @@ pub async fn reconcile(c: Arc<Container>, ctx: Arc<Ctx>) -> Result<Action, Recon
             remove_annotation(&api, &c, &raw).await?;
             Ok(Action::await_change())
         }
+        Step::Interrupted(action, raw) => {
+            finish_interrupted(&api, &name, action, &raw).await?;
+            Ok(Action::await_change())
+        }
         Step::Act(action, raw) => {
+            let c = match claim(&api, &c, &raw).await? {
+                Claim::Ours(c) => c,
+                Claim::Gone => return Ok(Action::await_change()),
+                Claim::Taken => {
+                    finish_interrupted(&api, &name, action, &raw).await?;
+                    return Ok(Action::await_change());
+                }
+            };
             let observed = c.status.as_ref().map(|s| s.status).unwrap_or_default();
             let call = dispatch(action, observed);
             let observed_at = now();
@@ -231,6 +257,105 @@ pub async fn reconcile(c: Arc<Container>, ctx: Arc<Ctx>) -> Result<Action, Recon
             Ok(Action::await_change())
         }
     }
+}
+
+enum Claim {
+    /// This pass owns the request; the object as written.
+    Ours(Container),
+    /// The request was claimed before (by a pass that did not finish).
+    Taken,
+    /// The annotation no longer holds this request (consumed, replaced or the mirror is gone).
+    Gone,
+}
+
+/// Claim the request `raw` before calling Docker (see the module documentation).
+async fn claim(api: &Api<Container>, c: &Container, raw: &str) -> Result<Claim, ReconcileError> {
+    let name = c.name_any();
+    let mut cur = c.clone();
+    for _ in 0..5 {
+        let ann = cur.annotations();
+        if ann.get(ACTION).map(String::as_str) != Some(raw) {
+            return Ok(Claim::Gone);
+        }
+        if ann.get(CLAIM).map(String::as_str) == Some(raw) {
+            return Ok(Claim::Taken);
+        }
+        let body = json!({"metadata": {
+            "resourceVersion": cur.resource_version(),
+            "annotations": {CLAIM: raw},
+        }});
+        let pp = PatchParams {
+            field_manager: Some(ACTION_MANAGER.into()),
+            ..Default::default()
+        };
+        match api.patch(&name, &pp, &Patch::Merge(body)).await {
+            Ok(o) => return Ok(Claim::Ours(o)),
+            Err(e) if is_api_status(&e, 404) => return Ok(Claim::Gone),
+            Err(e) if is_api_status(&e, 409) => match api.get_opt(&name).await? {
+                Some(o) => cur = o,
+                None => return Ok(Claim::Gone),
+            },
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ReconcileError::Conflict(format!(
+        "claiming the action of {name}: conflicts persisted"
+    )))
+}
+
+/// The outcome recorded for a claimed request whose pass did not finish: the call may or may not
+/// have run, and is not repeated.
+pub fn interrupted_outcome(
+    action: ContainerAction,
+    observed: ContainerStatusValue,
+) -> (ActionState, Option<String>) {
+    if action != ContainerAction::Restart && dispatch(action, observed) == Call::None {
+        return (ActionState::Succeeded, None);
+    }
+    let state = serde_json::to_value(observed)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    (
+        ActionState::Failed,
+        Some(format!(
+            "interrupted: the controller stopped during this action, which was not repeated (container is {state})"
+        )),
+    )
+}
+
+/// Record a claimed, unfinished request from the current object and consume it, without a Docker
+/// call. Read fresh: a stale cache copy may show a request that was finished meanwhile.
+async fn finish_interrupted(
+    api: &Api<Container>,
+    name: &str,
+    action: ContainerAction,
+    raw: &str,
+) -> Result<(), ReconcileError> {
+    let Some(c) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let ann = c.annotations();
+    if ann.get(ACTION).map(String::as_str) != Some(raw)
+        || ann.get(CLAIM).map(String::as_str) != Some(raw)
+    {
+        return Ok(());
+    }
+    let observed = c.status.as_ref().map(|s| s.status).unwrap_or_default();
+    let (state, error) = interrupted_outcome(action, observed);
+    let at = now();
+    let last = ContainerLastAction {
+        action,
+        state,
+        error,
+        observed_at: Some(at.clone()),
+        completed_at: Some(at),
+    };
+    tracing::warn!(?action, state = ?last.state, "claimed action found unfinished; not repeated");
+    if write_last_action(api, &c, &last).await? {
+        remove_annotation(api, &c, raw).await?;
+    }
+    Ok(())
 }
 
 /// One Docker call through the gateway; `Err` carries Docker's error text.
@@ -324,7 +449,8 @@ async fn write_last_action(
     )))
 }
 
-/// Remove the annotation only while it still says `raw`: a newer request survives (§4.8 step 5).
+/// Remove the annotation (and the claim) only while it still says `raw`: a newer request
+/// survives (§4.8 step 5).
 async fn remove_annotation(
     api: &Api<Container>,
     c: &Container,
@@ -333,12 +459,17 @@ async fn remove_annotation(
     let name = c.name_any();
     let mut cur = c.clone();
     for _ in 0..5 {
-        if cur.annotations().get(ACTION).map(String::as_str) != Some(raw) {
-            return Ok(());
-        }
+        let ann = cur.annotations();
+        let same = ann.get(ACTION).map(String::as_str) == Some(raw);
+        // A newer request written meanwhile keeps its annotation and loses the old claim.
+        let annotations = match (same, ann.contains_key(CLAIM)) {
+            (true, _) => json!({ACTION: null, CLAIM: null}),
+            (false, true) => json!({CLAIM: null}),
+            (false, false) => return Ok(()),
+        };
         let body = json!({"metadata": {
             "resourceVersion": cur.resource_version(),
-            "annotations": {ACTION: null},
+            "annotations": annotations,
         }});
         let pp = PatchParams {
             field_manager: Some(ACTION_MANAGER.into()),
@@ -568,6 +699,43 @@ mod tests {
         assert_eq!(
             decide(&mirror("ns", Some("start"), &[FINALIZER], true), &on),
             Step::ForwardDelete
+        );
+    }
+
+    #[test]
+    fn a_claimed_request_is_never_dispatched_again() {
+        let on = EngineState {
+            ns: Some("ns".into()),
+            connected: true,
+        };
+        let mut c = mirror("ns", Some("restart"), &[FINALIZER], false);
+        c.annotations_mut().insert(CLAIM.into(), "restart".into());
+        assert_eq!(
+            decide(&c, &on),
+            Step::Interrupted(A::Restart, "restart".into())
+        );
+        // A newer request replaced the claimed one: it is a request of its own.
+        c.annotations_mut().insert(ACTION.into(), "stop".into());
+        assert_eq!(decide(&c, &on), Step::Act(A::Stop, "stop".into()));
+    }
+
+    #[test]
+    fn an_interrupted_action_is_judged_by_the_observed_state() {
+        assert_eq!(
+            interrupted_outcome(A::Stop, S::Exited),
+            (ActionState::Succeeded, None)
+        );
+        assert_eq!(
+            interrupted_outcome(A::Start, S::Running),
+            (ActionState::Succeeded, None)
+        );
+        let (st, err) = interrupted_outcome(A::Stop, S::Running);
+        assert_eq!(st, ActionState::Failed);
+        assert!(err.unwrap().contains("container is running"));
+        // A restart leaves no trace in the state: never reported as done.
+        assert_eq!(
+            interrupted_outcome(A::Restart, S::Running).0,
+            ActionState::Failed
         );
     }
 }
