@@ -146,7 +146,9 @@ impl Server {
             .expect("start rdd svc serve");
         self.proc = Some(Proc(child));
         let kc = self.kubeconfig();
-        wait_for(Duration::from_secs(30), "rdd svc serve ready", || kc.exists());
+        wait_for(Duration::from_secs(30), "rdd svc serve ready", || {
+            kc.exists()
+        });
         let text = std::fs::read_to_string(&kc).unwrap();
         let i = text.find("https://127.0.0.1:").unwrap() + "https://127.0.0.1:".len();
         let port: u16 = text[i..]
@@ -336,7 +338,11 @@ impl Env {
     }
 
     pub fn start_all_kinds(&mut self) {
-        for k in ["container-controller", "image-controller", "volume-controller"] {
+        for k in [
+            "container-controller",
+            "image-controller",
+            "volume-controller",
+        ] {
             self.start_kind(k);
         }
     }
@@ -433,7 +439,10 @@ impl Env {
             .await
             .into_iter()
             .map(|o| {
-                let st = o.data["status"]["status"].as_str().unwrap_or("").to_string();
+                let st = o.data["status"]["status"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 (o.name_any(), st)
             })
             .collect()
@@ -520,7 +529,11 @@ impl Env {
     /// Docker calls the gateway started (`docker_gateway_docker_calls_started_total`), by
     /// operation: counted before the call, so a call whose client died mid-way is counted too.
     pub fn docker_started(&self) -> BTreeMap<String, u64> {
-        metric_by(&self.gw_admin, "docker_gateway_docker_calls_started_total{", "operation")
+        metric_by(
+            &self.gw_admin,
+            "docker_gateway_docker_calls_started_total{",
+            "operation",
+        )
     }
 
     /// Docker calls that returned, by `operation/code`.

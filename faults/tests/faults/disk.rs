@@ -1,0 +1,202 @@
+//! The API server's disk fills up, then becomes read-only: writes are refused with a 5xx Status
+//! (503 ServiceUnavailable), reads keep working, writes work again once space (or write access)
+//! returns, and nothing acknowledged is lost — also across a `kill -9` afterwards.
+//!
+//! The instance directory (SQLite database, WAL) is a tmpfs of its own with a size limit, so the
+//! faults are real ENOSPC and EROFS from the kernel (a filler file, then `remount,ro`). Mounting
+//! needs root (CI runs as root); without it the test says SKIPPED and passes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::{Api, ObjectMeta, PostParams};
+use rdd_faults::{Write, acknowledged_vs_stored, describe};
+use serde_json::Value;
+
+use crate::support::{SERIAL, Server};
+
+/// A size-limited tmpfs at `dir`, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).ok()?;
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .ok()?
+            .status
+            .success();
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+    fn remount(&self, opts: &str) {
+        let o = Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn cm(name: &str, size: usize) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some([("v".to_string(), "x".repeat(size))].into()),
+        ..Default::default()
+    }
+}
+
+fn write_of(o: &ConfigMap) -> Write {
+    Write::new(
+        o.name_any(),
+        o.resource_version().unwrap_or_default().parse().unwrap(),
+        serde_json::to_string(&o.data).unwrap_or_default(),
+    )
+}
+
+/// Create until the server refuses; returns the refusal (code, Status body).
+async fn write_until_refused(
+    api: &Api<ConfigMap>,
+    acked: &mut Vec<Write>,
+    prefix: &str,
+) -> (u16, Value) {
+    for i in 0..2000 {
+        match api
+            .create(
+                &PostParams::default(),
+                &cm(&format!("{prefix}-{i}"), 32 * 1024),
+            )
+            .await
+        {
+            Ok(o) => acked.push(write_of(&o)),
+            Err(kube::Error::Api(s)) => {
+                return (s.code, serde_json::to_value(&s).unwrap());
+            }
+            Err(e) => panic!("not a Status: {e}"),
+        }
+    }
+    panic!("the server never refused a write");
+}
+
+/// Writes work again within 10 s.
+async fn write_recovers(api: &Api<ConfigMap>, acked: &mut Vec<Write>, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match api.create(&PostParams::default(), &cm(name, 16)).await {
+            Ok(o) => {
+                acked.push(write_of(&o));
+                return;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "writes did not recover: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn check(api: &Api<ConfigMap>, acked: &[Write], when: &str) {
+    let stored: Vec<Write> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(write_of)
+        .collect();
+    let d = acknowledged_vs_stored(acked, &stored);
+    assert!(d.is_empty(), "{when}: {}", describe(&d));
+}
+
+fn assert_unavailable(code: u16, status: &Value, when: &str) {
+    assert!((500..600).contains(&code), "{when}: {code} {status}");
+    assert_eq!(code, 503, "{when}: {status}");
+    assert_eq!(status["reason"], "ServiceUnavailable", "{when}: {status}");
+    assert!(
+        status["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{when}: {status}"
+    );
+}
+
+/// Fill the file system of `dir` with one file until ENOSPC.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write as _;
+    let p = dir.join("filler");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_and_read_only_database_answer_503_recover_and_lose_nothing() {
+    let _serial = SERIAL.lock().await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = Server::dir(home.path());
+    let Some(fs) = Tmpfs::mount(&dir, "48m") else {
+        // Taking permissions away instead would prove nothing: SQLite keeps its open file
+        // descriptors, so only a real ENOSPC/EROFS from the kernel tests the path.
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the disk faults were not run");
+        return;
+    };
+    let mut server = Server::start(home.path(), 0);
+    let api: Api<ConfigMap> = Api::namespaced(server.client().await, "default");
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let o = api
+            .create(&PostParams::default(), &cm(&format!("a-{i}"), 1024))
+            .await
+            .unwrap();
+        acked.push(write_of(&o));
+    }
+
+    // Disk full.
+    let filler = fill(&dir);
+    let (code, status) = write_until_refused(&api, &mut acked, "full").await;
+    assert_unavailable(code, &status, "disk full");
+    // Reads still answer.
+    check(&api, &acked, "while full").await;
+    std::fs::remove_file(filler).unwrap();
+    write_recovers(&api, &mut acked, "after-full").await;
+    check(&api, &acked, "after space returned").await;
+
+    // Read-only file system.
+    fs.remount("ro");
+    let r = api.create(&PostParams::default(), &cm("ro", 16)).await;
+    match r {
+        Err(kube::Error::Api(s)) => {
+            assert_unavailable(s.code, &serde_json::to_value(&s).unwrap(), "read-only")
+        }
+        other => panic!("write on a read-only disk: {other:?}"),
+    }
+    check(&api, &acked, "while read-only").await;
+    fs.remount("rw");
+    write_recovers(&api, &mut acked, "after-ro").await;
+
+    // Nothing acknowledged is lost across a crash after the faults either.
+    server.restart();
+    let api: Api<ConfigMap> = Api::namespaced(server.client().await, "default");
+    check(&api, &acked, "after kill -9 and restart").await;
+    eprintln!("{} acknowledged writes all present", acked.len());
+    server.kill9();
+    drop(fs);
+}
