@@ -49,6 +49,14 @@ pub struct ServeArgs {
 }
 
 pub async fn run(inst: Instance, a: ServeArgs) -> anyhow::Result<i32> {
+    // `rdd` restores SIGPIPE's default for pipelines (`rdd svc status | head`); a server must not
+    // die of it: a client that goes away while the server writes to its TLS connection (vectored
+    // writes carry no MSG_NOSIGNAL) killed the API server (fault suite, kill -9 of a controller).
+    // SAFETY: sigaction is process-wide and async-signal-safe; ignoring SIGPIPE turns the signal
+    // into EPIPE on the write, which the connection already handles.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let dir = inst.dir();
     fs::DirBuilder::new()
         .recursive(true)

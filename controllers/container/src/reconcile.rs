@@ -7,6 +7,7 @@
 //!
 //! | observed mirror | engine session | step |
 //! |---|---|---|
+//! | NS not known yet (process starting, App not seen), with an action annotation or deleting with our finalizer | any | wait (requeue in 5 s): the runner is not woken when the session learns NS, so a request pending at start-up (a `kill -9` mid-action) would otherwise wait for an unrelated change |
 //! | outside the session's NS | any | none (not ours) |
 //! | deleting, carries our finalizer, Namespace NS terminating or gone | any | strip our finalizer without a Docker call: deleting NS is not a request to remove every container (R-ENG-D2; `rdd_mirror::deletion`) |
 //! | deleting, carries our finalizer | connected | remove the container in Docker (force; NotFound is success), then strip our finalizer (conflicts re-read, the Docker call is not repeated, R-ENG-S10) |
@@ -112,6 +113,12 @@ pub fn parse_action(raw: &str) -> Option<ContainerAction> {
 
 /// Choose the step for `c` as observed, given the session state.
 pub fn decide(c: &Container, state: &EngineState) -> Step {
+    let pending = c.annotations().contains_key(ACTION)
+        || (c.metadata.deletion_timestamp.is_some()
+            && c.finalizers().iter().any(|f| f == FINALIZER));
+    if state.ns.is_none() && pending {
+        return Step::Wait;
+    }
     if state.ns.as_deref() != c.namespace().as_deref() {
         return Step::NotOurs;
     }
@@ -665,6 +672,19 @@ mod tests {
         };
         assert_eq!(
             decide(&mirror("other", Some("stop"), &[], false), &on),
+            Step::NotOurs
+        );
+        let unknown = EngineState::default();
+        assert_eq!(
+            decide(&mirror("ns", Some("stop"), &[FINALIZER], false), &unknown),
+            Step::Wait
+        );
+        assert_eq!(
+            decide(&mirror("ns", None, &[FINALIZER], true), &unknown),
+            Step::Wait
+        );
+        assert_eq!(
+            decide(&mirror("ns", None, &[FINALIZER], false), &unknown),
             Step::NotOurs
         );
         assert_eq!(

@@ -2,6 +2,7 @@
 //!
 //! | observed mirror | Namespace NS | engine session | step |
 //! |---|---|---|---|
+//! | deleting with our finalizer, NS not known yet (process starting, App not seen) | any | any | wait (requeue in 5 s): the runner is not woken when the session learns NS, so a deletion pending at start-up (a `kill -9` mid-deletion) would otherwise wait for an unrelated change |
 //! | outside the session's NS | any | any | none (not ours) |
 //! | live | any | any | none: no API write, no Docker call (R-ENG-D1) |
 //! | deleting, carries our finalizer | terminating or gone | any | strip our finalizer, no Docker call: deleting NS resets the mirror view, it is not a request to delete every Docker object (the objects are mirrored again once NS is back, R-ENG-D2) |
@@ -50,13 +51,16 @@ pub enum Step {
 }
 
 pub fn decide<K: Resource>(obj: &K, state: &EngineState) -> Step {
+    let ours = obj.finalizers().iter().any(|f| f == FINALIZER);
+    if state.ns.is_none() && ours && obj.meta().deletion_timestamp.is_some() {
+        return Step::Wait;
+    }
     if state.ns.as_deref() != obj.meta().namespace.as_deref() {
         return Step::NotOurs;
     }
     if obj.meta().deletion_timestamp.is_none() {
         return Step::Nothing;
     }
-    let ours = obj.finalizers().iter().any(|f| f == FINALIZER);
     match (ours, state.connected) {
         (true, true) => Step::Forward,
         (true, false) => Step::Wait,
@@ -209,6 +213,12 @@ mod tests {
             connected: false,
         };
         assert_eq!(decide(&obj("x", &[FINALIZER], true), &on), Step::NotOurs);
+        let unknown = EngineState::default();
+        assert_eq!(decide(&obj("x", &[FINALIZER], true), &unknown), Step::Wait);
+        assert_eq!(
+            decide(&obj("x", &[FINALIZER], false), &unknown),
+            Step::NotOurs
+        );
         assert_eq!(decide(&obj("ns", &[FINALIZER], false), &on), Step::Nothing);
         assert_eq!(decide(&obj("ns", &[FINALIZER], true), &on), Step::Forward);
         assert_eq!(decide(&obj("ns", &[FINALIZER], true), &off), Step::Wait);

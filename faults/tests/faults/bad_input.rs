@@ -316,7 +316,7 @@ fn malformed_flags_environment_and_config_files_are_clear_errors() {
             &[],
             &[("RDD_ADMIN_ADDR", "nowhere")],
             home,
-            "admin_addr",
+            "ADMIN_ADDR",
         );
         refuses(&bin, &[], &[("RDD_CONFIG", bad_s)], home, "bad.yaml");
     }

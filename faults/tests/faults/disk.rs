@@ -1,9 +1,11 @@
-//! The API server's disk fills up, then becomes read-only: writes are refused with a 5xx Status
+//! The API server's disk fills up: writes are refused with a 5xx Status
 //! (503 ServiceUnavailable), reads keep working, writes work again once space (or write access)
 //! returns, and nothing acknowledged is lost — also across a `kill -9` afterwards.
 //!
 //! The instance directory (SQLite database, WAL) is a tmpfs of its own with a size limit, so the
-//! faults are real ENOSPC and EROFS from the kernel (a filler file, then `remount,ro`). Mounting
+//! fault is a real ENOSPC from the kernel (a filler file takes the last free byte). A read-only
+//! remount is refused by the kernel while SQLite holds its files open for writing, so the
+//! read-only case is not run (docs/reliability.md). Mounting
 //! needs root (CI runs as root); without it the test says SKIPPED and passes.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use rdd_faults::{Write, acknowledged_vs_stored, describe};
 use serde_json::Value;
 
-use crate::support::{SERIAL, Server};
+use crate::support::{SERIAL, Server, client_no_retry};
 
 /// A size-limited tmpfs at `dir`, unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -38,14 +40,6 @@ impl Tmpfs {
             .status
             .success();
         ok.then(|| Tmpfs(dir.to_path_buf()))
-    }
-    fn remount(&self, opts: &str) {
-        let o = Command::new("mount")
-            .args(["-o", &format!("remount,{opts}")])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
 
@@ -148,7 +142,7 @@ fn fill(dir: &Path) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disk_full_and_read_only_database_answer_503_recover_and_lose_nothing() {
+async fn disk_full_answers_503_recovers_when_space_returns_and_loses_nothing() {
     let _serial = SERIAL.lock().await;
     let home = tempfile::tempdir().unwrap();
     let dir = Server::dir(home.path());
@@ -159,7 +153,8 @@ async fn disk_full_and_read_only_database_answer_503_recover_and_lose_nothing() 
         return;
     };
     let mut server = Server::start(home.path(), 0);
-    let api: Api<ConfigMap> = Api::namespaced(server.client().await, "default");
+    let api: Api<ConfigMap> =
+        Api::namespaced(client_no_retry(&server.kubeconfig()).await, "default");
     let mut acked = Vec::new();
     for i in 0..20 {
         let o = api
@@ -170,27 +165,18 @@ async fn disk_full_and_read_only_database_answer_503_recover_and_lose_nothing() 
     }
 
     // Disk full.
+    let t = std::time::Instant::now();
     let filler = fill(&dir);
+    eprintln!("filled in {:?}", t.elapsed());
     let (code, status) = write_until_refused(&api, &mut acked, "full").await;
+    eprintln!("refused after {:?}: {code} {status}", t.elapsed());
     assert_unavailable(code, &status, "disk full");
     // Reads still answer.
     check(&api, &acked, "while full").await;
     std::fs::remove_file(filler).unwrap();
     write_recovers(&api, &mut acked, "after-full").await;
+    eprintln!("recovered after {:?}", t.elapsed());
     check(&api, &acked, "after space returned").await;
-
-    // Read-only file system.
-    fs.remount("ro");
-    let r = api.create(&PostParams::default(), &cm("ro", 16)).await;
-    match r {
-        Err(kube::Error::Api(s)) => {
-            assert_unavailable(s.code, &serde_json::to_value(&s).unwrap(), "read-only")
-        }
-        other => panic!("write on a read-only disk: {other:?}"),
-    }
-    check(&api, &acked, "while read-only").await;
-    fs.remount("rw");
-    write_recovers(&api, &mut acked, "after-ro").await;
 
     // Nothing acknowledged is lost across a crash after the faults either.
     server.restart();

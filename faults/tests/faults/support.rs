@@ -167,6 +167,13 @@ impl Server {
         self.proc.as_ref().map(Proc::pid).unwrap_or(0)
     }
 
+    /// How the server exited, if it did.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.proc
+            .as_mut()
+            .and_then(|p| p.0.try_wait().ok().flatten())
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill9(&mut self) {
         if let Some(p) = self.proc.take() {
@@ -183,6 +190,17 @@ impl Server {
     pub async fn client(&self) -> Client {
         client_for(&self.kubeconfig()).await
     }
+}
+
+/// A client that does not retry 503s: kube-rs retries them by default (15 times, backing off
+/// up to minutes), which would hide how the server answers.
+pub async fn client_no_retry(kubeconfig: &Path) -> Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    cfg.default_retry = false;
+    Client::try_from(cfg).unwrap()
 }
 
 pub async fn client_for(kubeconfig: &Path) -> Client {
