@@ -323,13 +323,7 @@ fn malformed_flags_environment_and_config_files_are_clear_errors() {
     let gw = sibling_bin("docker-gateway");
     refuses(&gw, &["--bogus"], &[], home, "--bogus");
     refuses(&gw, &["--config", bad_s], &[], home, "bad.yaml");
-    refuses(
-        &gw,
-        &["--subscriber-buffer", "-3"],
-        &[],
-        home,
-        "subscriber-buffer",
-    );
+    refuses(&gw, &["--subscriber-buffer", "-3"], &[], home, "-3");
     refuses(
         &gw,
         &["--subscriber-buffer", "1"],

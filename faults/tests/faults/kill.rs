@@ -83,8 +83,13 @@ async fn api_server_kill_9_during_1000_writes_loses_nothing_acknowledged_and_con
     let writers: Vec<_> = (0..8)
         .map(|w| tokio::spawn(write_until_error(api.clone(), acked.clone(), w)))
         .collect();
-    let delay = rand::rng().random_range(200..1200);
-    tokio::time::sleep(Duration::from_millis(delay)).await;
+    // The kill lands at a random point of the 1000 writes.
+    let at = rand::rng().random_range(100..900);
+    let t = Instant::now();
+    while acked.lock().unwrap().len() < at {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let delay = t.elapsed().as_millis();
     let port = env.server.port;
     env.server.kill9();
     for w in writers {
