@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 pub struct Args {
     /// Containers for the cold sync and the largest event figure.
     #[arg(long, default_value_t = 1000)]
-    n: usize,
+    pub n: usize,
     /// pause/unpause transitions per event figure.
     #[arg(long, default_value_t = 100)]
     events: usize,
@@ -37,7 +37,7 @@ pub struct Args {
     concurrency: usize,
 }
 
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let p = std::env::current_exe()?.with_file_name(name);
     if !p.exists() {
         bail!(
@@ -48,10 +48,10 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Proc {
-    fn rss_mib(&self) -> f64 {
+    pub(crate) fn rss_mib(&self) -> f64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
         status
@@ -71,13 +71,13 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn http_get(addr: &str, path: &str) -> String {
+pub(crate) fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return String::new();
@@ -88,7 +88,7 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
-fn docker_calls(admin: &str) -> u64 {
+pub(crate) fn docker_calls(admin: &str) -> u64 {
     http_get(admin, "/metrics")
         .lines()
         .filter(|l| l.starts_with("docker_gateway_docker_requests_total{"))
@@ -96,7 +96,7 @@ fn docker_calls(admin: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
+pub(crate) fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
         return 0.0;
@@ -104,7 +104,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str]) -> anyhow::Result<()> {
     let o = Command::new("kubectl")
         .args(args)
         .env("KUBECONFIG", kubeconfig)
@@ -117,7 +117,7 @@ fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str]) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn app_resource() -> ApiResource {
+pub(crate) fn app_resource() -> ApiResource {
     ApiResource {
         group: "app.rancherdesktop.io".into(),
         version: "v1alpha1".into(),
@@ -137,7 +137,7 @@ fn container_resource() -> ApiResource {
     }
 }
 
-async fn set_running(apps: &Api<DynamicObject>, running: bool) -> anyhow::Result<()> {
+pub(crate) async fn set_running(apps: &Api<DynamicObject>, running: bool) -> anyhow::Result<()> {
     let app = apps.get("app").await?;
     let status = if running { "True" } else { "False" };
     apps.patch_status(
@@ -154,7 +154,7 @@ async fn set_running(apps: &Api<DynamicObject>, running: bool) -> anyhow::Result
     Ok(())
 }
 
-async fn synced_reason(apps: &Api<DynamicObject>) -> Option<String> {
+pub(crate) async fn synced_reason(apps: &Api<DynamicObject>) -> Option<String> {
     let app = apps.get_opt("app").await.ok()??;
     app.data["status"]["conditions"]
         .as_array()?

@@ -33,7 +33,7 @@ pub struct Args {
     events: usize,
     /// Containers for the list + inspect comparison.
     #[arg(long, default_value_t = 1000)]
-    containers: usize,
+    pub containers: usize,
     /// Interleaved rounds of list + inspect.
     #[arg(long, default_value_t = 3)]
     rounds: usize,

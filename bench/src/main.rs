@@ -1,23 +1,28 @@
 //! `rdd-bench`: measures rdd against baselines taken in the same run on the same machine.
 //!
-//! `rdd-bench apiserver` starts `rdd svc serve` (the `rdd` binary next to this one) in a
-//! private HOME and reports, as a Markdown table: create throughput vs raw SQLite commits with
-//! the same pragmas, watch delivery latency with 100 watchers, RSS with 10 000 objects, and the
-//! time from process start to `/readyz`.
+//! Without a subcommand (`rdd-bench --n 1000`) it runs every section below in turn and prints
+//! each section's table, every figure next to its goal (issue 12); `docs/benchmarks.md` holds
+//! the output of the last run. A section alone:
 //!
-//! `rdd-bench gateway` starts `docker-gateway` against the local Docker Engine and compares it
-//! with direct bollard use in the same run.
-//!
-//! `rdd-bench app` measures App `spec.running` patch → `Settled=True` with both controllers and
-//! the `limactl` stand-in.
-//!
-//! `rdd-bench containers` starts `rdd svc serve`, `docker-gateway` and `container-controller`
-//! and reports the mirror figures of issue 7 against a bollard list+inspect floor.
+//! - `rdd-bench apiserver`: `rdd svc serve` in a private HOME: create throughput vs raw SQLite
+//!   commits with the same pragmas, watch delivery latency with 100 watchers, RSS with 10 000
+//!   objects, and the time from process start to `/readyz`.
+//! - `rdd-bench gateway`: `docker-gateway` against the local Docker Engine compared with direct
+//!   bollard use in the same run.
+//! - `rdd-bench containers`: `rdd svc serve`, `docker-gateway` and `container-controller`: the
+//!   mirror figures of issue 7 against a bollard list+inspect floor.
+//! - `rdd-bench engine`: cold sync of volumes and image tags against their bollard floors, idle
+//!   churn, the RSS of every process.
+//! - `rdd-bench app`: App `spec.running` patch → `Settled=True` with both controllers and the
+//!   `limactl` stand-in, the same through `rdd set`, and `rdd svc start` → ready.
 
 mod apiserver;
 mod app;
 mod containers;
+mod engine;
 mod gateway;
+
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
@@ -28,7 +33,11 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
+    /// Without a subcommand: the N of the Docker-side figures (containers, volumes, image tags;
+    /// the container event figures are taken at 10, 100 and N).
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
 }
 
 #[derive(Subcommand)]
@@ -37,19 +46,56 @@ enum Cmd {
     Apiserver(apiserver::Args),
     /// The docker-gateway against direct bollard use: event fan-out latency, list + inspect, RSS.
     Gateway(gateway::Args),
-    /// App running patch → Settled=True with app-controller, limavm-controller and the stand-in.
+    /// App running patch → Settled=True with app-controller, limavm-controller and the stand-in;
+    /// `rdd set running=true` and `rdd svc start` from the command line.
     App(app::Args),
     /// The container-controller: cold sync vs the bollard floor, cost and latency per Docker
     /// event at N = 10, 100, 1000 mirrors, memory.
     Containers(containers::Args),
+    /// Volumes and images: cold sync vs the bollard floors; idle churn; RSS of every process.
+    Engine(engine::Args),
+}
+
+/// A section's arguments at their defaults.
+fn defaults<A: clap::Args + clap::FromArgMatches>() -> anyhow::Result<A> {
+    let cmd = A::augment_args(clap::Command::new("rdd-bench"));
+    Ok(A::from_arg_matches(
+        &cmd.try_get_matches_from(["rdd-bench"])?,
+    )?)
+}
+
+async fn all(n: usize) -> anyhow::Result<()> {
+    let t = Instant::now();
+    println!("# rdd-bench --n {n}\n");
+    println!("## API server\n");
+    apiserver::run(defaults()?).await?;
+    println!("\n## docker-gateway\n");
+    let mut g: gateway::Args = defaults()?;
+    g.containers = n;
+    gateway::run(g).await?;
+    println!("\n## container-controller\n");
+    let mut c: containers::Args = defaults()?;
+    c.n = n;
+    containers::run(c).await?;
+    println!("\n## volumes, images, idle churn, memory\n");
+    let mut e: engine::Args = defaults()?;
+    e.n = n;
+    engine::run(e).await?;
+    println!("\n## App, `rdd set`, `rdd svc start`\n");
+    app::run(defaults()?).await?;
+    println!("\nTotal time {:.0} s", t.elapsed().as_secs_f64());
+    Ok(())
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
-        Cmd::Apiserver(a) => apiserver::run(a).await,
-        Cmd::Gateway(a) => gateway::run(a).await,
-        Cmd::App(a) => app::run(a).await,
-        Cmd::Containers(a) => containers::run(a).await,
+    let cli = Cli::parse();
+    match cli.cmd {
+        None => all(cli.n).await,
+        Some(Cmd::Apiserver(a)) => apiserver::run(a).await,
+        Some(Cmd::Gateway(a)) => gateway::run(a).await,
+        Some(Cmd::App(a)) => app::run(a).await,
+        Some(Cmd::Containers(a)) => containers::run(a).await,
+        Some(Cmd::Engine(a)) => engine::run(a).await,
     }
 }

@@ -268,7 +268,7 @@ pub async fn reconcile(c: Arc<Container>, ctx: Arc<Ctx>) -> Result<Action, Recon
 
 enum Claim {
     /// This pass owns the request; the object as written.
-    Ours(Container),
+    Ours(Box<Container>),
     /// The request was claimed before (by a pass that did not finish).
     Taken,
     /// The annotation no longer holds this request (consumed, replaced or the mirror is gone).
@@ -296,7 +296,7 @@ async fn claim(api: &Api<Container>, c: &Container, raw: &str) -> Result<Claim, 
             ..Default::default()
         };
         match api.patch(&name, &pp, &Patch::Merge(body)).await {
-            Ok(o) => return Ok(Claim::Ours(o)),
+            Ok(o) => return Ok(Claim::Ours(Box::new(o))),
             Err(e) if is_api_status(&e, 404) => return Ok(Claim::Gone),
             Err(e) if is_api_status(&e, 409) => match api.get_opt(&name).await? {
                 Some(o) => cur = o,
