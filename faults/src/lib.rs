@@ -50,7 +50,7 @@ pub fn describe(diffs: &[Diff]) -> String {
         .join("; ")
 }
 
-fn counted<'a>(items: &'a [(String, String)]) -> BTreeMap<&'a str, Vec<&'a str>> {
+fn counted(items: &[(String, String)]) -> BTreeMap<&str, Vec<&str>> {
     let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (k, v) in items {
         m.entry(k.as_str()).or_default().push(v.as_str());
