@@ -336,37 +336,38 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let list_time = t0.elapsed();
     s.stop();
     let warm = s.start().await?;
-    println!("| figure | value | baseline / goal |");
-    println!("|---|---|---|");
-    println!(
+    out!("| figure | value | baseline / goal |");
+    out!("|---|---|---|");
+    out!(
         "| raw SQLite commits (1 row/txn, WAL, synchronous=NORMAL), median of 3 | {raw:.0}/s | baseline |"
     );
-    println!(
+    out!(
         "| create throughput, {} kube-rs clients over HTTPS, 1 KiB ConfigMaps, median of 3 | {rate:.0}/s | **{:.2}×** raw (goal ≥ 0.5×) |",
         a.clients,
         rate / raw
     );
-    println!(
+    out!(
         "| watch delivery, {} watchers × {} events | p50 {p50:.2} ms, p99 {p99:.2} ms | goal p99 ≤ 10 ms |",
-        a.watchers, a.events
+        a.watchers,
+        a.events
     );
-    println!("| RSS idle (fresh start) | {idle_rss:.1} MiB | goal ≤ 40 MiB |");
-    println!(
+    out!("| RSS idle (fresh start) | {idle_rss:.1} MiB | goal ≤ 40 MiB |");
+    out!(
         "| RSS with {} objects after {} watchers | {rss_loaded:.1} MiB | goal ≤ 100 MiB |",
         a.objects + a.events,
         a.watchers
     );
-    println!(
+    out!(
         "| LIST of all {} ConfigMaps ({} KiB) | {:.0} ms | goal ≤ 1 s |",
         a.objects + a.events,
         bytes / 1024,
         list_time.as_secs_f64() * 1000.0
     );
-    println!(
+    out!(
         "| start → /readyz 200, empty | {:.0} ms | goal ≤ 1 s |",
         cold.as_secs_f64() * 1000.0
     );
-    println!(
+    out!(
         "| start → /readyz 200, {} objects | {:.0} ms | goal ≤ 1 s |",
         a.objects + a.events,
         warm.as_secs_f64() * 1000.0

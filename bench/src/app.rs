@@ -266,31 +266,31 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         starts.push(svc(&["svc", "start", "--controllers="])?);
         svc(&["svc", "stop"])?;
     }
-    println!("| figure | value | goal |\n|---|---|---|");
-    println!(
+    out!("| figure | value | goal |\n|---|---|---|");
+    out!(
         "| App create (running=false) → Settled=True | {:.0} ms | — |",
         create.as_secs_f64() * 1000.0
     );
-    println!(
+    out!(
         "| running=true → Settled=True, {} rounds, stand-in boot {} ms | p50 {:.0} ms, max {:.0} ms | ≤ 2000 ms |",
         a.rounds,
         a.boot_ms,
         pct(&up, 0.5),
         pct(&up, 1.0)
     );
-    println!(
+    out!(
         "| running=false → Settled=True, {} rounds | p50 {:.0} ms, max {:.0} ms | — |",
         a.rounds,
         pct(&down, 0.5),
         pct(&down, 1.0)
     );
-    println!(
+    out!(
         "| `rdd set running=true` → returns Settled (CLI wall time), {} rounds | p50 {:.0} ms, max {:.0} ms | ≤ 2000 ms |",
         cli_up.len(),
         pct(&cli_up, 0.5),
         pct(&cli_up, 1.0)
     );
-    println!(
+    out!(
         "| `rdd svc start --controllers=` → returns ready (CLI wall time), 3 rounds | p50 {:.0} ms, max {:.0} ms | ≤ 1000 ms |",
         pct(&starts, 0.5),
         pct(&starts, 1.0)

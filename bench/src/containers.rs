@@ -567,35 +567,40 @@ async fn run_inner(a: &Args) -> anyhow::Result<()> {
     wait_mirrors(&client, "bench-b", a.n).await?;
     let rss_cold = controller.rss_mib();
 
-    println!("| figure | value | baseline / goal |");
-    println!("|---|---|---|");
-    println!(
+    out!("| figure | value | baseline / goal |");
+    out!("|---|---|---|");
+    out!(
         "| raw list + inspect of {} containers through bollard, concurrency {}, median of 3 | {:.0} ms | baseline |",
         a.n,
         a.concurrency,
         floor_s * 1000.0
     );
-    println!(
+    out!(
         "| cold sync of {} containers (Running=True written → ContainersSynced=Connected) | {:.0} ms | **{:.1}×** floor (goal ≤ 1.5×) |",
         a.n,
         cold_s * 1000.0,
         cold_s / floor_s
     );
     for (n, f) in &rows {
-        println!(
+        out!(
             "| per Docker event at N={n} (pause/unpause × {}) | {:.2} API writes, {:.2} Docker calls | goal: constant in N |",
-            a.events, f.writes_per_event, f.docker_per_event
+            a.events,
+            f.writes_per_event,
+            f.docker_per_event
         );
     }
     for (n, f) in &rows {
-        println!(
+        out!(
             "| event → mirror visible to a watch, N={n} | p50 {:.1} ms, p99 {:.1} ms | goal p99 ≤ 50 ms at N=1000 |",
-            f.p50_ms, f.p99_ms
+            f.p50_ms,
+            f.p99_ms
         );
     }
-    println!(
+    out!(
         "| controller RSS with {} mirrors (after the event figures / after the cold sync) | {:.1} MiB / {:.1} MiB | goal ≤ 20 MiB |",
-        a.n, rss_at_n, rss_cold
+        a.n,
+        rss_at_n,
+        rss_cold
     );
     drop(controller);
     drop(cleanup);

@@ -409,34 +409,34 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         ("volume-controller", volume_ctl.rss_mib(), "≤ 20 MiB"),
     ];
 
-    println!("| figure | value | baseline / goal |");
-    println!("|---|---|---|");
-    println!(
+    out!("| figure | value | baseline / goal |");
+    out!("|---|---|---|");
+    out!(
         "| raw list + inspect of {} volumes through bollard, concurrency {}, median of 3 | {:.0} ms | baseline |",
         a.n,
         a.concurrency,
         vfloor * 1000.0
     );
-    println!(
+    out!(
         "| cold sync of {} volumes (volume-controller start → VolumesSynced=Connected, {} mirrors) | {:.0} ms | **{:.1}×** floor (goal ≤ 1.5×) |",
         a.n,
         a.n,
         vcold * 1000.0,
         vcold / vfloor
     );
-    println!(
+    out!(
         "| raw list + inspect of {images} images ({} tags) through bollard, median of 3 | {:.0} ms | baseline |",
         a.n,
         ifloor * 1000.0
     );
-    println!(
+    out!(
         "| cold sync of {} image tags (image-controller start → ImagesSynced=Connected, {} mirrors) | {:.0} ms | **{:.1}×** floor (goal ≤ 1.5×) |",
         a.n,
         a.n,
         icold * 1000.0,
         icold / ifloor
     );
-    println!(
+    out!(
         "| idle churn over {} s (three controllers, {} volumes, {} tags, {} containers mirrored) | {writes} API writes, {calls} Docker calls ({reqs} API requests) | goal 0 and 0 |",
         a.idle_seconds,
         a.n,
@@ -444,7 +444,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         containers.len()
     );
     for (name, mib, goal) in rss {
-        println!("| RSS {name} | {mib:.1} MiB | goal {goal} |");
+        out!("| RSS {name} | {mib:.1} MiB | goal {goal} |");
     }
     drop(container_ctl);
     drop(image_ctl);

@@ -418,11 +418,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     result?;
 
     let (dm, gm) = (pct(&mut direct.clone(), 0.5), pct(&mut via, 0.5));
-    println!("| figure | direct bollard | through the gateway | goal |");
-    println!("|---|---|---|---|");
+    out!("| figure | direct bollard | through the gateway | goal |");
+    out!("|---|---|---|---|");
     let row = |name: &str, d: &mut Vec<f64>, g: &mut Vec<f64>| {
         let (d50, d99, g50, g99) = (pct(d, 0.5), pct(d, 0.99), pct(g, 0.5), pct(g, 0.99));
-        println!(
+        out!(
             "| event latency, {name} (n={}, {}) p50 / p99 | {d50:.2} / {d99:.2} ms | {g50:.2} / {g99:.2} ms (overhead p99 {:+.2} ms) | overhead ≤ 2 ms p99 |",
             d.len(),
             g.len(),
@@ -431,7 +431,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     };
     row("1 subscriber", &mut d1, &mut g1);
     row("10 subscribers", &mut d10, &mut g10);
-    println!(
+    out!(
         "| list + inspect {} containers (median of {}) | {:.3} s | {:.3} s ({:.2}×) | ≤ 1.2× |",
         a.containers,
         direct.len(),
@@ -439,7 +439,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         gm,
         gm / dm
     );
-    println!(
+    out!(
         "| gateway RSS after fan-out / after list+inspect | — | {:.1} / {:.1} MiB | ≤ 15 MiB |",
         rss_fanout as f64 / 1024.0,
         rss_list as f64 / 1024.0

@@ -16,12 +16,19 @@
 //! - `rdd-bench app`: App `spec.running` patch → `Settled=True` with both controllers and the
 //!   `limactl` stand-in, the same through `rdd set`, and `rdd svc start` → ready.
 
+/// Print a line of a section's output (a Markdown table row or heading) and keep the table rows
+/// for `--json`.
+macro_rules! out {
+    ($($t:tt)*) => { crate::emit(format!($($t)*)) };
+}
+
 mod apiserver;
 mod app;
 mod containers;
 mod engine;
 mod gateway;
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +45,9 @@ struct Cli {
     /// the container event figures are taken at 10, 100 and N).
     #[arg(long, default_value_t = 1000)]
     n: usize,
+    /// Print the figures as one JSON array (section, figure, value, goal) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -56,6 +66,54 @@ enum Cmd {
     Engine(engine::Args),
 }
 
+struct Output {
+    json: bool,
+    section: String,
+    header: Vec<String>,
+    rows: Vec<serde_json::Value>,
+}
+
+static OUTPUT: Mutex<Output> = Mutex::new(Output {
+    json: false,
+    section: String::new(),
+    header: Vec::new(),
+    rows: Vec::new(),
+});
+
+fn cells(line: &str) -> Vec<String> {
+    line.trim()
+        .trim_matches('|')
+        .split(" | ")
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
+/// One output line: printed unless `--json`; table rows are kept as JSON objects keyed by the
+/// table's header (`figure`, `value`, `baseline / goal`, …) with the section they belong to.
+pub fn emit(text: String) {
+    let mut o = OUTPUT.lock().unwrap_or_else(|p| p.into_inner());
+    for line in text.lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            o.section = h.to_string();
+        } else if line.starts_with('|') && !line.starts_with("|---") {
+            let c = cells(line);
+            if c.first().map(String::as_str) == Some("figure") {
+                o.header = c;
+            } else {
+                let mut row = serde_json::Map::new();
+                row.insert("section".into(), o.section.clone().into());
+                for (k, v) in o.header.iter().zip(c) {
+                    row.insert(k.clone(), v.into());
+                }
+                o.rows.push(row.into());
+            }
+        }
+    }
+    if !o.json {
+        println!("{text}");
+    }
+}
+
 /// A section's arguments at their defaults.
 fn defaults<A: clap::Args + clap::FromArgMatches>() -> anyhow::Result<A> {
     let cmd = A::augment_args(clap::Command::new("rdd-bench"));
@@ -66,30 +124,40 @@ fn defaults<A: clap::Args + clap::FromArgMatches>() -> anyhow::Result<A> {
 
 async fn all(n: usize) -> anyhow::Result<()> {
     let t = Instant::now();
-    println!("# rdd-bench --n {n}\n");
-    println!("## API server\n");
+    out!("# rdd-bench --n {n}\n");
+    out!("## API server\n");
     apiserver::run(defaults()?).await?;
-    println!("\n## docker-gateway\n");
+    out!("\n## docker-gateway\n");
     let mut g: gateway::Args = defaults()?;
     g.containers = n;
     gateway::run(g).await?;
-    println!("\n## container-controller\n");
+    out!("\n## container-controller\n");
     let mut c: containers::Args = defaults()?;
     c.n = n;
     containers::run(c).await?;
-    println!("\n## volumes, images, idle churn, memory\n");
+    out!("\n## volumes, images, idle churn, memory\n");
     let mut e: engine::Args = defaults()?;
     e.n = n;
     engine::run(e).await?;
-    println!("\n## App, `rdd set`, `rdd svc start`\n");
+    out!("\n## App, `rdd set`, `rdd svc start`\n");
     app::run(defaults()?).await?;
-    println!("\nTotal time {:.0} s", t.elapsed().as_secs_f64());
+    out!("\nTotal time {:.0} s", t.elapsed().as_secs_f64());
     Ok(())
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    OUTPUT.lock().unwrap_or_else(|p| p.into_inner()).json = cli.json;
+    let r = run(cli).await;
+    let o = OUTPUT.lock().unwrap_or_else(|p| p.into_inner());
+    if o.json {
+        println!("{}", serde_json::Value::Array(o.rows.clone()));
+    }
+    r
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         None => all(cli.n).await,
         Some(Cmd::Apiserver(a)) => apiserver::run(a).await,
