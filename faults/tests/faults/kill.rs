@@ -87,6 +87,11 @@ async fn api_server_kill_9_during_1000_writes_loses_nothing_acknowledged_and_con
     let at = rand::rng().random_range(100..900);
     let t = Instant::now();
     while acked.lock().unwrap().len() < at {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{} of {at} writes acknowledged in 60 s",
+            acked.lock().unwrap().len()
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let delay = t.elapsed().as_millis();
