@@ -386,7 +386,10 @@ impl Env {
             .args(["--admin-addr", &self.gw_admin])
             .args(&self.gw_extra)
             .env("HOME", self.home.path())
-            .env("RDD_LOG_LEVEL", "warn")
+            .env(
+                "RDD_LOG_LEVEL",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("RDD_RECONNECT_MIN_MS", "100")
             .env("RDD_RECONNECT_MAX_MS", "500")
             .stdout(Stdio::null())
