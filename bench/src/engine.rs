@@ -140,6 +140,29 @@ async fn cold_sync(
     Ok((p, t.elapsed().as_secs_f64()))
 }
 
+/// Docker calls the gateway made, by operation.
+fn calls_by_op(admin: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in http_get(admin, "/metrics").lines() {
+        let Some(rest) = l.strip_prefix("docker_gateway_docker_requests_total{") else {
+            continue;
+        };
+        let op = rest
+            .split("operation=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        let n = l
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64;
+        *out.entry(op).or_insert(0) += n;
+    }
+    out
+}
+
 fn requests(admin: &str) -> u64 {
     http_get(admin, "/metrics")
         .lines()
@@ -384,10 +407,23 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rev0 = revision(&client).await?;
     let calls0 = docker_calls(&gw_admin);
+    let ops0 = calls_by_op(&gw_admin);
     let req0: Vec<u64> = admins.iter().map(|(_, a)| requests(a)).collect();
     tokio::time::sleep(Duration::from_secs(a.idle_seconds)).await;
     let writes = revision(&client).await? - rev0;
     let calls = docker_calls(&gw_admin) - calls0;
+    let ops: Vec<String> = calls_by_op(&gw_admin)
+        .into_iter()
+        .filter_map(|(op, n)| {
+            let d = n - ops0.get(&op).copied().unwrap_or(0);
+            (d > 0).then(|| format!("{op} {d}"))
+        })
+        .collect();
+    let ops = if ops.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", ops.join(", "))
+    };
     let reqs: u64 = admins
         .iter()
         .zip(req0)
@@ -437,7 +473,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         icold / ifloor
     );
     out!(
-        "| idle churn over {} s (three controllers, {} volumes, {} tags, {} containers mirrored) | {writes} API writes, {calls} Docker calls ({reqs} API requests) | goal 0 and 0 |",
+        "| idle churn over {} s (three controllers, {} volumes, {} tags, {} containers mirrored) | {writes} API writes, {calls} Docker calls{ops} ({reqs} API requests by the controllers) | goal 0 and 0 |",
         a.idle_seconds,
         a.n,
         a.n,
