@@ -232,6 +232,28 @@ async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
 pub async fn start(config: Config) -> Result<Running, ServeError> {
     std::fs::create_dir_all(&config.dir)?;
     let pki = Pki::load_or_create(&config.dir.join("tls"))?;
+    let state = open_state(config)?;
+    let listener = bind(&state.config).await?;
+    let addr = listener.local_addr()?;
+    let acceptor = TlsAcceptor::from(pki.server_config()?);
+    let accept = tokio::spawn(accept_loop(listener, acceptor, state.clone()));
+    // Bootstrap after binding so the process answers /livez at once; /readyz waits for this.
+    lifecycle::bootstrap(&state)
+        .await
+        .map_err(|e| ServeError::Config(format!("bootstrap: {e}")))?;
+    lifecycle::spawn(state.clone());
+    state.ready.store(true, Ordering::SeqCst);
+    Ok(Running {
+        addr,
+        state,
+        pki,
+        accept,
+    })
+}
+
+/// The server's state over its storage in `config.dir`, not yet bootstrapped or serving.
+pub(crate) fn open_state(config: Config) -> Result<Arc<State>, ServeError> {
+    std::fs::create_dir_all(&config.dir)?;
     let tokens = Tokens::load(&config.dir.join("tls").join("tokens.json"))?;
     let store = Arc::new(Store::open(
         &config.dir.join("rdd.sqlite3"),
@@ -260,22 +282,13 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         store,
         config,
     });
-    let listener = bind(&state.config).await?;
-    let addr = listener.local_addr()?;
-    let acceptor = TlsAcceptor::from(pki.server_config()?);
-    let accept = tokio::spawn(accept_loop(listener, acceptor, state.clone()));
-    // Bootstrap after binding so the process answers /livez at once; /readyz waits for this.
-    lifecycle::bootstrap(&state)
-        .await
-        .map_err(|e| ServeError::Config(format!("bootstrap: {e}")))?;
-    lifecycle::spawn(state.clone());
-    state.ready.store(true, Ordering::SeqCst);
-    Ok(Running {
-        addr,
-        state,
-        pki,
-        accept,
-    })
+    Ok(state)
+}
+
+impl State {
+    pub(crate) fn mark_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) {
@@ -427,10 +440,7 @@ async fn dispatch(
         warnings: Vec::new(),
     };
     let started = std::time::Instant::now();
-    let resp = match route(&state, &mut ctx).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
-    };
+    let resp = handle(&state, &mut ctx).await;
     if ctx.method != Method::GET {
         tracing::debug!(
             user = %ctx.user.username, verb = %ctx.method, path = %ctx.path,
@@ -440,6 +450,32 @@ async fn dispatch(
         );
     }
     resp
+}
+
+/// Route an authenticated, authorized request. A handler that panics answers 500 with a Status
+/// instead of dropping the connection, and the server goes on: one bad request must not take
+/// the others' connection with it (the fuzz targets treat that 500 as a crash).
+pub(crate) async fn handle(state: &Arc<State>, ctx: &mut Ctx) -> Response<Body> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(route(state, ctx))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => error_response(&e),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(verb = %ctx.method, path = %ctx.path, panic = %what, "handler panicked");
+            error_response(&ApiError::internal(format!(
+                "the server panicked while handling {} {}: {what}",
+                ctx.method, ctx.path
+            )))
+        }
+    }
 }
 
 /// Read at most MAX_BODY bytes. A larger body is read to its end (up to a hard cap) and
