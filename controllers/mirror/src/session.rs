@@ -500,6 +500,7 @@ impl<M: MirrorKind> Session<M> {
                 if !r.skipped.is_empty() {
                     tracing::warn!(skipped = ?r.skipped, "full sync skipped items (retried on the next sync)");
                 }
+                crate::memory::release_free_memory();
                 self.set_connected(Some(ns.to_string()), true);
                 if let Err(e) = self.writer.write(generation, &Synced::Connected).await {
                     tracing::warn!(error = %e, "writing Connected");
