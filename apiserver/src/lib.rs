@@ -16,6 +16,7 @@ pub mod kubeconfig;
 pub mod lifecycle;
 pub mod meta;
 pub mod openapi;
+pub mod passthrough;
 pub mod protobuf;
 pub mod registry;
 pub mod request;

@@ -4,8 +4,10 @@
 //! - [`mirror`]: the Container status and conditions built from an inspect (pure);
 //! - [`engine`]: the container side of the engine session (full sync, events, prune, sweep,
 //!   `moby` and NS repair);
+//! - [`logs`]: the `logs` passthrough endpoint (WebSocket) of controller `engine`;
 //! - [`reconcile`]: actions from the annotation and deletion forwarding, as a table.
 
 pub mod engine;
+pub mod logs;
 pub mod mirror;
 pub mod reconcile;
