@@ -40,6 +40,21 @@ fn serve_engine_endpoints(s: &Started<Container>) {
         gateway: s.gateway.clone(),
         state: s.state.clone(),
     });
+    match container_controller::docker_context::config_dir() {
+        Some(dir) => {
+            let store = container_controller::docker_context::Store {
+                dir,
+                name: inst.name(),
+                host: inst.docker_host(),
+            };
+            tokio::spawn(container_controller::docker_context::follow(
+                store,
+                s.state.clone(),
+                s.shutdown.clone(),
+            ));
+        }
+        None => tracing::warn!("neither DOCKER_CONFIG nor HOME is set: no Docker context"),
+    }
     let socket = inst.passthrough_socket("engine");
     let shutdown = s.shutdown.clone();
     tokio::spawn(async move {
