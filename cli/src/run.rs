@@ -70,11 +70,18 @@ pub async fn run(inst: &Instance, mut args: Vec<String>, help: String) -> anyhow
     control::ensure_running(inst).await?;
     let client = control::client(inst).await?;
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &app_resource());
-    let mut props = BTreeMap::from([("running".to_string(), "true".to_string())]);
-    if api.get_opt("app").await?.is_none() && wants_kubernetes(&command) {
-        props.insert("kubernetes.enabled".into(), "true".into());
-    }
-    let generation = write(&client, &props, false).await?;
+    let app = api.get_opt("app").await?;
+    let generation = match &app {
+        // Already asked to run: nothing to write (and nothing logged); wait for its generation.
+        Some(a) if a.data["spec"]["running"] == true => a.metadata.generation.unwrap_or(0),
+        _ => {
+            let mut props = BTreeMap::from([("running".to_string(), "true".to_string())]);
+            if app.is_none() && wants_kubernetes(&command) {
+                props.insert("kubernetes.enabled".into(), "true".into());
+            }
+            write(&client, &props, false).await?
+        }
+    };
     wait_settled_showing(&client, generation, WAIT, false).await?;
     exec(inst, &command, &args[1..]).await
 }

@@ -495,6 +495,11 @@ async fn logs_passthrough_streams_container_logs_over_an_authenticated_websocket
         peak = peak.max(now);
     }
     let grown_mib = peak.saturating_sub(before) / 1024;
+    eprintln!(
+        "relays {relays:?}: {} MiB before, {} MiB peak while the client did not read",
+        before / 1024,
+        peak / 1024
+    );
     assert!(
         grown_mib < 48,
         "relays grew by {grown_mib} MiB while the client did not read (before {} MiB)",
