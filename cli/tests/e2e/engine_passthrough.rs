@@ -512,6 +512,25 @@ async fn logs_passthrough_streams_container_logs_over_an_authenticated_websocket
     }
     drop(ws);
 
+    // The gateway dies under a following stream: close 1011 with the copy error.
+    let mut ws = api.logs(&path(&slow, ""), &Auth::Admin).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+        Ok(Some(Ok(Message::Binary(_)))) => {}
+        other => panic!("first chunk: {other:?}"),
+    }
+    for pid in inst.processes("docker-gateway") {
+        // SAFETY: kill(2) of a process of this test's instance; the supervisor restarts it.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+    let (_, code, reason) = read_all(&mut ws, Duration::from_secs(20)).await;
+    assert_eq!(code, Some(CloseCode::Error), "{reason}");
+    assert!(
+        reason.starts_with("failed to copy container logs:"),
+        "{reason}"
+    );
+
     // The engine stopped: no watcher, 503 before any upgrade.
     inst.ok(&["stop", "--timeout=120s"]);
     let (code, body) = api.refused(&path(&tty, "?follow=false"), &Auth::Admin).await;
