@@ -148,12 +148,10 @@ pub async fn relay(routes: &Routes, mut req: Request<Incoming>) -> Response<Body
         }
     }
     up = up.header(header::HOST, "passthrough");
-    if wants_upgrade {
-        if let Some(u) = req.headers().get(header::UPGRADE) {
-            up = up
-                .header(header::UPGRADE, u)
-                .header(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        }
+    if wants_upgrade && let Some(u) = req.headers().get(header::UPGRADE) {
+        up = up
+            .header(header::UPGRADE, u)
+            .header(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     let up = match up.body(req.into_body()) {
         Ok(r) => r,
@@ -196,7 +194,9 @@ pub async fn relay(routes: &Routes, mut req: Request<Incoming>) -> Response<Body
         });
         return out
             .body(crate::request::full(Bytes::new()))
-            .unwrap_or_else(|_| error_response(&ApiError::internal("building the upgrade answer")));
+            .unwrap_or_else(|_| {
+                error_response(&ApiError::internal("building the upgrade answer"))
+            });
     }
 
     let (parts, body) = resp.into_parts();

@@ -54,7 +54,11 @@ enum Command {
     /// kubeconfig, after starting the App; the command's exit status is rdd's.
     #[command(disable_help_flag = true)]
     Run {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARGS]")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND [ARGS]"
+        )]
         args: Vec<String>,
     },
     /// Manage LimaVMs (the VMs of this instance).

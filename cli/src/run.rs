@@ -33,7 +33,10 @@ fn wants_kubernetes(command: &str) -> bool {
 
 /// The environment of the child: the instance's bin directory first on PATH, the instance's
 /// Docker context (DOCKER_HOST removed, it would win over the context) and kubeconfig.
-pub fn child_env(inst: &Instance, path: Option<OsString>) -> (Vec<(String, OsString)>, &'static str) {
+pub fn child_env(
+    inst: &Instance,
+    path: Option<OsString>,
+) -> (Vec<(String, OsString)>, &'static str) {
     let mut dirs = vec![inst.short_dir().join("bin")];
     if let Some(p) = path {
         dirs.extend(std::env::split_paths(&p));

@@ -218,10 +218,7 @@ impl Api {
         tokio_rustls::TlsConnector::from(Arc::new(cfg))
     }
 
-    async fn stream(
-        &self,
-        auth: &Auth,
-    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    async fn stream(&self, auth: &Auth) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .unwrap();
@@ -259,7 +256,8 @@ impl Api {
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
             })
             .expect("content-length");
         while buf.len() < head_end + len {
@@ -399,7 +397,9 @@ async fn logs_passthrough_streams_container_logs_over_an_authenticated_websocket
     let o = inst.rdd(&["svc", "token", "create", "--user", "nobody-special"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let (code, body) = api.refused(&path(&tty, "?follow=false"), &Auth::Token(token)).await;
+    let (code, body) = api
+        .refused(&path(&tty, "?follow=false"), &Auth::Token(token))
+        .await;
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("/passthrough/engine/logs"), "{body}");
 
@@ -409,7 +409,9 @@ async fn logs_passthrough_streams_container_logs_over_an_authenticated_websocket
     let unknown = "0".repeat(64);
     let (code, body) = api.refused(&path(&unknown, ""), &Auth::Admin).await;
     assert_eq!((code, body.trim()), (404, "Container not found"));
-    let (code, body) = api.refused(&path(&tty, "?follow=maybe"), &Auth::Admin).await;
+    let (code, body) = api
+        .refused(&path(&tty, "?follow=maybe"), &Auth::Admin)
+        .await;
     assert_eq!((code, body.trim()), (400, "Invalid follow parameter"));
 
     // TTY: raw console bytes (`\r\n` from the terminal), then close 1000.
@@ -429,7 +431,10 @@ async fn logs_passthrough_streams_container_logs_over_an_authenticated_websocket
         .unwrap();
     let (chunks, code, _) = read_all(&mut ws, Duration::from_secs(20)).await;
     let text = concat(&chunks);
-    assert!(text.contains("hello\n") && text.contains("world\n"), "{text:?}");
+    assert!(
+        text.contains("hello\n") && text.contains("world\n"),
+        "{text:?}"
+    );
     assert_eq!(text.len(), "hello\nworld\n".len(), "{text:?}");
     assert_eq!(code, Some(CloseCode::Normal));
 
@@ -533,7 +538,9 @@ async fn logs_passthrough_streams_container_logs_over_an_authenticated_websocket
 
     // The engine stopped: no watcher, 503 before any upgrade.
     inst.ok(&["stop", "--timeout=120s"]);
-    let (code, body) = api.refused(&path(&tty, "?follow=false"), &Auth::Admin).await;
+    let (code, body) = api
+        .refused(&path(&tty, "?follow=false"), &Auth::Admin)
+        .await;
     assert_eq!((code, body.trim()), (503, "Docker watcher not running"));
 }
 
@@ -551,7 +558,10 @@ fn docker_context_follows_the_engine_and_rdd_run_uses_it() {
         hex_of(&sha2::Sha256::digest(s.as_bytes()))
     };
     // The current context points at a context whose endpoint does not answer.
-    let gone_meta = cfg_dir.join("contexts/meta").join(sha("gone")).join("meta.json");
+    let gone_meta = cfg_dir
+        .join("contexts/meta")
+        .join(sha("gone"))
+        .join("meta.json");
     std::fs::create_dir_all(gone_meta.parent().unwrap()).unwrap();
     std::fs::write(
         &gone_meta,
@@ -576,13 +586,19 @@ fn docker_context_follows_the_engine_and_rdd_run_uses_it() {
     inst.ok(&["svc", "start"]);
     inst.ok(&["start", "--timeout=120s"]);
     let ours = inst.context_name();
-    let meta = cfg_dir.join("contexts/meta").join(sha(&ours)).join("meta.json");
+    let meta = cfg_dir
+        .join("contexts/meta")
+        .join(sha(&ours))
+        .join("meta.json");
     wait_for("the instance context", Duration::from_secs(30), || {
         meta.exists() && read_cfg()["currentContext"] == ours.as_str()
     });
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
     assert_eq!(m["Name"], ours.as_str());
-    let socket = inst.home.path().join(format!(".rd{}/docker.sock", inst.name));
+    let socket = inst
+        .home
+        .path()
+        .join(format!(".rd{}/docker.sock", inst.name));
     assert_eq!(
         m["Endpoints"]["docker"]["Host"],
         format!("unix://{}", socket.display()).as_str()
@@ -595,7 +611,14 @@ fn docker_context_follows_the_engine_and_rdd_run_uses_it() {
     let o = inst.rdd(&["run", "docker", "context", "show"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), ours);
-    let o = inst.rdd(&["run", "--", "docker", "info", "--format", "{{.ServerVersion}}"]);
+    let o = inst.rdd(&[
+        "run",
+        "--",
+        "docker",
+        "info",
+        "--format",
+        "{{.ServerVersion}}",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
     let o = inst.rdd(&["run", "sh", "-c", "echo \"$KUBECONFIG|$DOCKER_HOST|$PATH\""]);
@@ -660,7 +683,9 @@ fn docker_context_follows_the_engine_and_rdd_run_uses_it() {
     cfg["currentContext"] = serde_json::json!("default");
     std::fs::write(cfg_dir.join("config.json"), cfg.to_string()).unwrap();
     inst.ok(&["start", "--timeout=120s"]);
-    wait_for("the instance context", Duration::from_secs(30), || meta.exists());
+    wait_for("the instance context", Duration::from_secs(30), || {
+        meta.exists()
+    });
     // The probe (3 s at most) has had its chance to run.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(read_cfg()["currentContext"], "default");

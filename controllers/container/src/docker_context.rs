@@ -70,7 +70,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ContextError> {
     std::fs::create_dir_all(dir).map_err(io)?;
     let tmp = dir.join(format!(
         ".{}.rdd-tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     std::fs::write(&tmp, bytes).map_err(io)?;
     // Keep the mode of the file replaced (config.json may hold credentials: 0600).
@@ -264,7 +266,9 @@ async fn probe_and_switch(store: Store, cancel: CancellationToken) {
         return;
     }
     match store.switch_to_ours() {
-        Ok(()) => tracing::info!(previous = %current, context = %store.name, "Docker context: currentContext switched to the instance"),
+        Ok(()) => {
+            tracing::info!(previous = %current, context = %store.name, "Docker context: currentContext switched to the instance")
+        }
         Err(e) => tracing::warn!(error = %e, "Docker context: switching currentContext"),
     }
 }
@@ -353,9 +357,15 @@ mod tests {
         assert_eq!(s.meta_path(), expected);
         let v: Value = serde_json::from_slice(&std::fs::read(&expected).unwrap()).unwrap();
         assert_eq!(v["Name"], "rancher-desktop-t");
-        assert_eq!(v["Endpoints"]["docker"]["Host"], "unix:///nonexistent/docker.sock");
+        assert_eq!(
+            v["Endpoints"]["docker"]["Host"],
+            "unix:///nonexistent/docker.sock"
+        );
         assert_eq!(v["Endpoints"]["docker"]["SkipTLSVerify"], false);
-        assert_eq!(v["Metadata"]["Description"], "Rancher Desktop rancher-desktop-t");
+        assert_eq!(
+            v["Metadata"]["Description"],
+            "Rancher Desktop rancher-desktop-t"
+        );
         s.remove().unwrap();
         assert!(!expected.parent().unwrap().exists());
         s.remove().unwrap();
@@ -381,7 +391,11 @@ mod tests {
         assert!(cleared.get("currentContext").is_none());
         assert_eq!(cleared["auths"]["r.example"]["auth"], "abc");
         // Someone else's current context is left alone.
-        std::fs::write(d.path().join("config.json"), r#"{"currentContext":"other"}"#).unwrap();
+        std::fs::write(
+            d.path().join("config.json"),
+            r#"{"currentContext":"other"}"#,
+        )
+        .unwrap();
         assert!(!s.clear_if_ours().unwrap());
         assert_eq!(s.current().unwrap(), "other");
     }

@@ -139,7 +139,10 @@ impl Logs {
         }
         let state = self.state.borrow().clone();
         let Some(ns) = state.ns.filter(|_| state.wanted) else {
-            return plain(StatusCode::SERVICE_UNAVAILABLE, "Docker watcher not running");
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Docker watcher not running",
+            );
         };
         let api: Api<Container> = Api::namespaced(self.client.clone(), &ns);
         match api.get_opt(id).await {
@@ -168,7 +171,10 @@ impl Logs {
             Err(msg) => return plain(StatusCode::BAD_REQUEST, msg),
         };
         if !self.state.borrow().connected {
-            return plain(StatusCode::SERVICE_UNAVAILABLE, "Docker watcher not running");
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Docker watcher not running",
+            );
         }
         let Some(accept) = wants_websocket(&req) else {
             return plain(StatusCode::BAD_REQUEST, "WebSocket upgrade required");
@@ -212,7 +218,10 @@ impl Logs {
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = r.headers_mut();
         h.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
-        h.insert(header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+        h.insert(
+            header::CONNECTION,
+            http::HeaderValue::from_static("Upgrade"),
+        );
         if let Ok(v) = http::HeaderValue::from_str(&accept) {
             h.insert("sec-websocket-accept", v);
         }
@@ -343,7 +352,9 @@ mod tests {
     use super::*;
 
     fn q(s: &[(&str, &str)]) -> Vec<(String, String)> {
-        s.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        s.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -370,7 +381,10 @@ mod tests {
                 tail: Some(2)
             })
         );
-        assert_eq!(params(&q(&[("follow", "yes")])), Err("Invalid follow parameter"));
+        assert_eq!(
+            params(&q(&[("follow", "yes")])),
+            Err("Invalid follow parameter")
+        );
         assert_eq!(params(&q(&[("tail", "all")])).map(|p| p.tail), Ok(None));
         assert_eq!(params(&q(&[("tail", "-1")])), Err("Invalid tail parameter"));
     }
