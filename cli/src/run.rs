@@ -98,6 +98,12 @@ async fn exec(inst: &Instance, command: &str, args: &[String]) -> anyhow::Result
         // The program is looked up on this PATH too, so the instance's tools win.
         cmd.env(k, v);
     }
+    // Handlers first: a signal between the spawn and their registration would kill rdd and
+    // leave the child running.
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
     let mut child = cmd.spawn().map_err(|e| ExitError {
         code: if e.kind() == std::io::ErrorKind::NotFound {
             127
@@ -107,10 +113,6 @@ async fn exec(inst: &Instance, command: &str, args: &[String]) -> anyhow::Result
         message: format!("{command}: {e}"),
     })?;
     let pid = child.id().unwrap_or(0) as i32;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut quit = signal(SignalKind::quit())?;
     let status = loop {
         let sig = tokio::select! {
             s = child.wait() => break s?,

@@ -72,8 +72,43 @@ impl Instance {
         c
     }
 
+    /// `rdd ARGS…` to its end, within 3 minutes (a hang fails the test naming the command).
     fn rdd(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut out, &mut b);
+            b
+        });
+        let err = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut err, &mut b);
+            b
+        });
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("rdd {args:?} did not finish within 180 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Output {
+            status,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        }
     }
 
     fn ok(&self, args: &[&str]) {
@@ -376,7 +411,8 @@ async fn logs_passthrough_streams_container_logs_over_an_authenticated_websocket
         &scope,
         "slow",
         false,
-        "echo hello; sleep 4; echo world; sleep 600",
+        // `world` only once the test creates /go: what follow=false must not wait for.
+        "echo hello; while [ ! -e /go ]; do sleep 0.2; done; echo world; sleep 600",
     );
     let big = docker_run(
         &scope,
@@ -456,7 +492,7 @@ async fn logs_passthrough_streams_container_logs_over_an_authenticated_websocket
     let (chunks, code, _) = read_all(&mut ws, Duration::from_secs(20)).await;
     assert_eq!(concat(&chunks), "hello\n");
     assert_eq!(code, Some(CloseCode::Normal));
-    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(
         rdd_testkit::docker(&["inspect", "-f", "{{.State.Running}}", &slow]),
         "true"
@@ -465,13 +501,19 @@ async fn logs_passthrough_streams_container_logs_over_an_authenticated_websocket
     let mut ws = api.logs(&path(&slow, ""), &Auth::Admin).await.unwrap();
     let mut got = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut released = false;
     while !got.contains("world\n") {
+        if got == "hello\n" && !released {
+            rdd_testkit::docker(&["exec", &slow, "sh", "-c", ": > /go"]);
+            released = true;
+        }
         match tokio::time::timeout_at(deadline, ws.next()).await {
             Ok(Some(Ok(Message::Binary(b)))) => got.push_str(&String::from_utf8_lossy(&b)),
             Ok(Some(Ok(_))) => {}
             other => panic!("following the logs: {other:?} after {got:?}"),
         }
     }
+    assert!(released, "world came before the test asked for it");
     assert_eq!(got, "hello\nworld\n");
     ws.close(None).await.unwrap();
 
@@ -652,18 +694,39 @@ fn docker_context_follows_the_engine_and_rdd_run_uses_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(180))
+        .expect("rdd run printed ready");
+    assert_eq!(line, "ready");
     // SAFETY: signalling the child this test started.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
-    let status = child.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    assert_eq!(rest.trim(), "got-int");
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the child's trap ran");
+    assert_eq!(line, "got-int");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rdd run did not exit after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(status.code(), Some(42));
 
     // Engine stopped: context gone, currentContext cleared, the rest kept.
