@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod meta;
 pub mod offline;
 pub mod openapi;
+pub mod passthrough;
 pub mod protobuf;
 pub mod registry;
 pub mod request;

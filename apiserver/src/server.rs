@@ -48,6 +48,9 @@ pub struct Config {
     /// Objects created at start-up when missing (and reconciled, for RBAC objects the server
     /// owns): `rdd svc` passes the controller identities declared in `deploy/rbac`.
     pub manifests: Vec<serde_json::Value>,
+    /// Controller endpoints relayed under `/passthrough/` (filled by the supervisor, which
+    /// knows which process serves which controller).
+    pub passthrough: crate::passthrough::Routes,
 }
 
 impl Config {
@@ -65,6 +68,7 @@ impl Config {
             compaction_keep: 1000,
             gc_delay: std::time::Duration::from_millis(100),
             manifests: Vec::new(),
+            passthrough: Default::default(),
         }
     }
 }
@@ -332,7 +336,10 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<St
                 async move { Ok::<_, std::convert::Infallible>(dispatch(state, cert_user, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -414,6 +421,11 @@ async fn dispatch(
             );
             return error_response(&crate::authz::forbidden(&user, &attrs, &decision.reason));
         }
+    }
+    // Relayed as a stream (possibly upgraded): no body read here, no in-flight slot held for
+    // the life of a log stream.
+    if crate::passthrough::is_passthrough(&path) {
+        return crate::passthrough::relay(&state.config.passthrough, req).await;
     }
     let is_watch = query.flag("watch").unwrap_or(false) || path.contains("/watch/");
     // Watches are long-lived and bounded separately; everything else shares the in-flight limit.

@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod deploy;
 mod durability;
+mod engine_passthrough;
 mod gc_restart;
 mod kit;
 mod kube_client;
