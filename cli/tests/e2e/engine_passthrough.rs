@@ -113,11 +113,20 @@ impl Instance {
 
     fn ok(&self, args: &[&str]) {
         let o = self.rdd(args);
-        assert!(
-            o.status.success(),
-            "rdd {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        if !o.status.success() {
+            // The service's own log says why it is not running or not ready.
+            let log = self.home.path().join(format!(
+                ".local/state/rancher-desktop-{}/rdd.stderr.log",
+                self.name
+            ));
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "rdd {args:?}: {}\n--- service log (last 40 lines, newest first) ---\n{}",
+                String::from_utf8_lossy(&o.stderr),
+                tail.join("\n")
+            );
+        }
     }
 
     fn dir(&self) -> PathBuf {
