@@ -794,7 +794,10 @@ fn docker_context_follows_the_engine_and_rdd_run_uses_it() {
     cfg["currentContext"] = serde_json::json!(ours);
     std::fs::write(cfg_dir.join("config.json"), cfg.to_string()).unwrap();
     inst.ok(&["svc", "stop", "--timeout=60s"]);
-    assert!(!meta.parent().unwrap().exists(), "context removed by svc stop");
+    assert!(
+        !meta.parent().unwrap().exists(),
+        "context removed by svc stop"
+    );
     let after = read_cfg();
     assert!(after.get("currentContext").is_none(), "{after}");
     assert_eq!(after, expected, "every other field kept");
