@@ -127,6 +127,14 @@ current_context() { "$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv
   assert_output ""
 }
 
+@test "rdd run never hands the child a KUBECONFIG that does not exist" {
+  # No Kubernetes controller writes <short_dir>/kube.config here (docs/cli.md): KUBECONFIG is
+  # then unset, the caller's value removed too.
+  KUBECONFIG=/nonexistent/caller.yaml run rdd run sh -c 'test -z "${KUBECONFIG+x}" || test -f "$KUBECONFIG" && echo "${KUBECONFIG-unset}"'
+  assert_success
+  assert_output "unset"
+}
+
 @test "moby engine sets currentContext when no healthy context exists" {
   local gone
   gone="$(context_dir unreachable)"

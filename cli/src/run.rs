@@ -32,27 +32,37 @@ fn wants_kubernetes(command: &str) -> bool {
 }
 
 /// The environment of the child: the instance's bin directory first on PATH, the instance's
-/// Docker context (DOCKER_HOST removed, it would win over the context) and kubeconfig.
+/// Docker context (DOCKER_HOST removed, it would win over the context) and kubeconfig. The
+/// second part is what is removed from the inherited environment.
+///
+/// `<short_dir>/kube.config` is the standalone kubeconfig of the in-VM k3s cluster, written by
+/// the Kubernetes controller while k3s is healthy and removed otherwise (controllers.md §6,
+/// resources.md §6). This project has no Kubernetes controller, so the file normally does not
+/// exist; a path to a missing file would make kubectl and client libraries fail with a
+/// confusing error (or silently fall back to an empty config), so KUBECONFIG is then left
+/// unset, the caller's own value removed too: the child never sees a KUBECONFIG that does not
+/// belong to this instance.
 pub fn child_env(
     inst: &Instance,
     path: Option<OsString>,
-) -> (Vec<(String, OsString)>, &'static str) {
+) -> (Vec<(String, OsString)>, Vec<&'static str>) {
     let mut dirs = vec![inst.short_dir().join("bin")];
     if let Some(p) = path {
         dirs.extend(std::env::split_paths(&p));
     }
     let path = std::env::join_paths(dirs).unwrap_or_default();
-    (
-        vec![
-            ("PATH".into(), path),
-            ("DOCKER_CONTEXT".into(), inst.name().into()),
-            (
-                "KUBECONFIG".into(),
-                inst.short_dir().join("kube.config").into_os_string(),
-            ),
-        ],
-        "DOCKER_HOST",
-    )
+    let mut set = vec![
+        ("PATH".into(), path),
+        ("DOCKER_CONTEXT".into(), inst.name().into()),
+    ];
+    let mut remove = vec!["DOCKER_HOST"];
+    let kubeconfig = inst.short_dir().join("kube.config");
+    if kubeconfig.is_file() {
+        set.push(("KUBECONFIG".into(), kubeconfig.into_os_string()));
+    } else {
+        remove.push("KUBECONFIG");
+    }
+    (set, remove)
 }
 
 pub async fn run(inst: &Instance, mut args: Vec<String>, help: String) -> anyhow::Result<i32> {
@@ -93,7 +103,10 @@ async fn exec(inst: &Instance, command: &str, args: &[String]) -> anyhow::Result
     use tokio::signal::unix::{SignalKind, signal};
     let (env, remove) = child_env(inst, std::env::var_os("PATH"));
     let mut cmd = tokio::process::Command::new(command);
-    cmd.args(args).env_remove(remove);
+    cmd.args(args);
+    for k in remove {
+        cmd.env_remove(k);
+    }
     for (k, v) in env {
         // The program is looked up on this PATH too, so the instance's tools win.
         cmd.env(k, v);
@@ -150,13 +163,29 @@ mod tests {
     }
 
     #[test]
-    fn bin_dir_first_context_and_kubeconfig() {
-        let inst = Instance::new("x", "/h".into());
+    fn bin_dir_first_context_and_no_kubeconfig_without_the_file() {
+        let inst = Instance::new("x", "/nonexistent-rdd-home".into());
         let (env, removed) = child_env(&inst, Some("/usr/bin:/bin".into()));
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        assert_eq!(get("PATH"), Some("/h/.rdx/bin:/usr/bin:/bin".into()));
+        assert_eq!(
+            get("PATH"),
+            Some("/nonexistent-rdd-home/.rdx/bin:/usr/bin:/bin".into())
+        );
         assert_eq!(get("DOCKER_CONTEXT"), Some("rancher-desktop-x".into()));
-        assert_eq!(get("KUBECONFIG"), Some("/h/.rdx/kube.config".into()));
-        assert_eq!(removed, "DOCKER_HOST");
+        assert_eq!(get("KUBECONFIG"), None);
+        assert_eq!(removed, vec!["DOCKER_HOST", "KUBECONFIG"]);
+    }
+
+    #[test]
+    fn kubeconfig_when_the_standalone_file_exists() {
+        let home = tempfile::tempdir().unwrap();
+        let inst = Instance::new("x", home.path().to_path_buf());
+        std::fs::create_dir_all(inst.short_dir()).unwrap();
+        let kc = inst.short_dir().join("kube.config");
+        std::fs::write(&kc, "apiVersion: v1\nkind: Config\n").unwrap();
+        let (env, removed) = child_env(&inst, None);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("KUBECONFIG"), Some(kc.into_os_string()));
+        assert_eq!(removed, vec!["DOCKER_HOST"]);
     }
 }

@@ -672,18 +672,52 @@ fn docker_context_follows_the_engine_and_rdd_run_uses_it() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
-    let o = inst.rdd(&["run", "sh", "-c", "echo \"$KUBECONFIG|$DOCKER_HOST|$PATH\""]);
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    // No Kubernetes controller writes <short dir>/kube.config here: KUBECONFIG is then unset
+    // (the caller's own value removed too), never a path to a missing file.
+    let env_line = "echo \"${KUBECONFIG-unset}|$DOCKER_HOST|$PATH\"";
+    let run_env = || {
+        let o = inst
+            .command(&["run", "sh", "-c", env_line])
+            .env("KUBECONFIG", "/nonexistent/caller-kubeconfig")
+            .env("DOCKER_HOST", "unix:///nonexistent/caller.sock")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
     let short = inst.home.path().join(format!(".rd{}", inst.name));
+    let kube_config = short.join("kube.config");
+    assert!(!kube_config.exists());
+    let out = run_env();
+    assert!(
+        out.starts_with(&format!("unset||{}:", short.join("bin").display())),
+        "{out}"
+    );
+    // Once the standalone kubeconfig exists (what a Kubernetes controller writes, §6), the
+    // child gets it, and kubectl reads it.
+    std::fs::write(
+        &kube_config,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {ours}\n  cluster:\n    \
+             server: https://127.0.0.1:1\nusers:\n- name: {ours}\n  user: {{}}\ncontexts:\n\
+             - name: {ours}\n  context:\n    cluster: {ours}\n    user: {ours}\n\
+             current-context: {ours}\n"
+        ),
+    )
+    .unwrap();
+    let out = run_env();
     assert!(
         out.starts_with(&format!(
-            "{}|{}|{}:",
-            short.join("kube.config").display(),
-            "",
+            "{}||{}:",
+            kube_config.display(),
             short.join("bin").display()
         )),
         "{out}"
     );
+    let o = inst.rdd(&["run", "kubectl", "config", "current-context"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), ours);
+    std::fs::remove_file(&kube_config).unwrap();
 
     // The child's exit status, and nothing else.
     let o = inst.rdd(&["run", "sh", "-c", "exit 7"]);
@@ -761,6 +795,21 @@ fn docker_context_follows_the_engine_and_rdd_run_uses_it() {
     // The probe (3 s at most) has had its chance to run.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(read_cfg()["currentContext"], "default");
+
+    // `rdd svc stop` with the engine running: the container-controller's shutdown awaits the
+    // context's stop, so when svc stop returns the context is gone and a currentContext of
+    // ours is cleared (no waiting here on purpose).
+    let mut cfg = read_cfg();
+    cfg["currentContext"] = serde_json::json!(ours);
+    std::fs::write(cfg_dir.join("config.json"), cfg.to_string()).unwrap();
+    inst.ok(&["svc", "stop", "--timeout=60s"]);
+    assert!(
+        !meta.parent().unwrap().exists(),
+        "context removed by svc stop"
+    );
+    let after = read_cfg();
+    assert!(after.get("currentContext").is_none(), "{after}");
+    assert_eq!(after, expected, "every other field kept");
 }
 
 fn hex_of(b: &[u8]) -> String {

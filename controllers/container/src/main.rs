@@ -47,7 +47,8 @@ fn serve_engine_endpoints(s: &Started<Container>) {
                 name: inst.name(),
                 host: inst.docker_host(),
             };
-            tokio::spawn(container_controller::docker_context::follow(
+            // Awaited on shutdown: `rdd svc stop` must leave no context behind (§4.14).
+            s.spawn_awaited(container_controller::docker_context::follow(
                 store,
                 s.state.clone(),
                 s.shutdown.clone(),
