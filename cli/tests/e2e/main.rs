@@ -13,6 +13,7 @@ mod kit;
 mod kube_client;
 mod kubectl;
 mod limavm_admission;
+mod observability;
 mod owned;
 mod policy_params;
 mod python;

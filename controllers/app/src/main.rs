@@ -116,8 +116,8 @@ async fn run() -> anyhow::Result<()> {
         &cfg.log_level,
         cfg.otlp_endpoint.as_deref(),
     )?;
-    let client = rdd_kit::client(cfg.kubeconfig.as_deref()).await?;
     let metrics = Arc::new(rdd_kit::metrics::Metrics::new());
+    let client = rdd_kit::counted_client(cfg.kubeconfig.as_deref(), &metrics).await?;
     let health = rdd_kit::admin::Health::default();
     let admin = rdd_kit::admin::serve(cfg.admin_addr, metrics.clone(), health.clone()).await?;
     tracing::info!(%admin, "admin endpoint");
