@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod auth;
 mod bad_input;
+mod dashboards;
 mod deploy;
 mod durability;
 mod gc_restart;

@@ -398,6 +398,8 @@ fn obs_prometheus_scrapes_every_process_and_sees_all_five_controllers_reconcile(
     assert!(one("sum(apiserver_registered_watchers)") >= 5.0);
     assert!(one("apiserver_storage_size_bytes") > 0.0);
     assert!(one("sum(apiserver_request_total{verb=\"APPLY\"})") > 0.0);
+    // The dashboards reference only what was scraped here.
+    crate::dashboards::check_against(&prom);
 }
 
 use rdd_testkit::otlp::ReceivedSpan;
