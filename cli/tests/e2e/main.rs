@@ -16,6 +16,7 @@ mod kubectl;
 mod limavm_admission;
 mod observability;
 mod owned;
+mod packaging;
 mod policy_params;
 mod python;
 mod rbac;

@@ -120,6 +120,8 @@ async fn run() -> anyhow::Result<()> {
     let client = rdd_kit::counted_client(cfg.kubeconfig.as_deref(), &metrics).await?;
     let health = rdd_kit::admin::Health::default();
     let admin = rdd_kit::admin::serve(cfg.admin_addr, metrics.clone(), health.clone()).await?;
+    // Liveness is served while a standby replica waits for the Lease.
+    rdd_kit::lease::gate(&client, "app-controller").await?;
     tracing::info!(%admin, "admin endpoint");
     if let Some(addr) = cfg.webhook_addr {
         use rdd_kit::webhook::{Registration, Webhooks};
