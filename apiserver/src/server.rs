@@ -48,6 +48,9 @@ pub struct Config {
     /// Objects created at start-up when missing (and reconciled, for RBAC objects the server
     /// owns): `rdd svc` passes the controller identities declared in `deploy/rbac`.
     pub manifests: Vec<serde_json::Value>,
+    /// Controller endpoints relayed under `/passthrough/` (filled by the supervisor, which
+    /// knows which process serves which controller).
+    pub passthrough: crate::passthrough::Routes,
 }
 
 impl Config {
@@ -65,6 +68,7 @@ impl Config {
             compaction_keep: 1000,
             gc_delay: std::time::Duration::from_millis(100),
             manifests: Vec::new(),
+            passthrough: Default::default(),
         }
     }
 }
@@ -233,6 +237,28 @@ async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
 pub async fn start(config: Config) -> Result<Running, ServeError> {
     std::fs::create_dir_all(&config.dir)?;
     let pki = Pki::load_or_create(&config.dir.join("tls"))?;
+    let state = open_state(config)?;
+    let listener = bind(&state.config).await?;
+    let addr = listener.local_addr()?;
+    let acceptor = TlsAcceptor::from(pki.server_config()?);
+    let accept = tokio::spawn(accept_loop(listener, acceptor, state.clone()));
+    // Bootstrap after binding so the process answers /livez at once; /readyz waits for this.
+    lifecycle::bootstrap(&state)
+        .await
+        .map_err(|e| ServeError::Config(format!("bootstrap: {e}")))?;
+    lifecycle::spawn(state.clone());
+    state.ready.store(true, Ordering::SeqCst);
+    Ok(Running {
+        addr,
+        state,
+        pki,
+        accept,
+    })
+}
+
+/// The server's state over its storage in `config.dir`, not yet bootstrapped or serving.
+pub(crate) fn open_state(config: Config) -> Result<Arc<State>, ServeError> {
+    std::fs::create_dir_all(&config.dir)?;
     let tokens = Tokens::load(&config.dir.join("tls").join("tokens.json"))?;
     let store = Arc::new(Store::open(
         &config.dir.join("rdd.sqlite3"),
@@ -262,22 +288,13 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         store,
         config,
     });
-    let listener = bind(&state.config).await?;
-    let addr = listener.local_addr()?;
-    let acceptor = TlsAcceptor::from(pki.server_config()?);
-    let accept = tokio::spawn(accept_loop(listener, acceptor, state.clone()));
-    // Bootstrap after binding so the process answers /livez at once; /readyz waits for this.
-    lifecycle::bootstrap(&state)
-        .await
-        .map_err(|e| ServeError::Config(format!("bootstrap: {e}")))?;
-    lifecycle::spawn(state.clone());
-    state.ready.store(true, Ordering::SeqCst);
-    Ok(Running {
-        addr,
-        state,
-        pki,
-        accept,
-    })
+    Ok(state)
+}
+
+impl State {
+    pub(crate) fn mark_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) {
@@ -321,7 +338,10 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<St
                 async move { Ok::<_, std::convert::Infallible>(dispatch(state, cert_user, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -518,6 +538,11 @@ async fn serve(
             return error_response(&crate::authz::forbidden(&user, &attrs, &decision.reason));
         }
     }
+    // Relayed as a stream (possibly upgraded): no body read here, no in-flight slot held for
+    // the life of a log stream.
+    if crate::passthrough::is_passthrough(&path) {
+        return crate::passthrough::relay(&state.config.passthrough, req).await;
+    }
     let is_watch = query.flag("watch").unwrap_or(false) || path.contains("/watch/");
     // Watches are long-lived and bounded separately; everything else shares the in-flight limit.
     let _permit = if is_watch || is_public(&path) {
@@ -543,10 +568,7 @@ async fn serve(
         warnings: Vec::new(),
     };
     let started = std::time::Instant::now();
-    let resp = match route(&state, &mut ctx).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
-    };
+    let resp = handle(&state, &mut ctx).await;
     if ctx.method != Method::GET {
         tracing::debug!(
             user = %ctx.user.username, verb = %ctx.method, path = %ctx.path,
@@ -556,6 +578,32 @@ async fn serve(
         );
     }
     resp
+}
+
+/// Route an authenticated, authorized request. A handler that panics answers 500 with a Status
+/// instead of dropping the connection, and the server goes on: one bad request must not take
+/// the others' connection with it (the fuzz targets treat that 500 as a crash).
+pub(crate) async fn handle(state: &Arc<State>, ctx: &mut Ctx) -> Response<Body> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(route(state, ctx))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => error_response(&e),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(verb = %ctx.method, path = %ctx.path, panic = %what, "handler panicked");
+            error_response(&ApiError::internal(format!(
+                "the server panicked while handling {} {}: {what}",
+                ctx.method, ctx.path
+            )))
+        }
+    }
 }
 
 /// Read at most MAX_BODY bytes. A larger body is read to its end (up to a hard cap) and

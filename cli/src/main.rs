@@ -5,6 +5,7 @@ mod exit;
 mod limavm;
 mod logging;
 mod passthrough;
+mod run;
 mod set;
 mod svc;
 mod wait;
@@ -47,6 +48,17 @@ enum Command {
     #[command(disable_help_flag = true)]
     Ctl {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run COMMAND with this instance's tools first on PATH, its Docker context and its
+    /// kubeconfig, after starting the App; the command's exit status is rdd's.
+    #[command(disable_help_flag = true)]
+    Run {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND [ARGS]"
+        )]
         args: Vec<String>,
     },
     /// Manage LimaVMs (the VMs of this instance).
@@ -198,6 +210,13 @@ fn main() {
             Command::Stop(w) => with_instance(|i| async move { set::stop(&i, w).await }).await,
             Command::Ctl { args } => {
                 with_instance(|i| async move { set::ctl(&i, args).await }).await
+            }
+            Command::Run { args } => {
+                let help = command(developer)
+                    .find_subcommand_mut("run")
+                    .map(|c| c.render_long_help().to_string())
+                    .unwrap_or_default();
+                with_instance(|i| async move { run::run(&i, args, help).await }).await
             }
             Command::Limavm(c) => with_instance(|i| async move { limavm::run(&i, c).await }).await,
         }

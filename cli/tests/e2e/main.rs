@@ -9,6 +9,7 @@ mod bad_input;
 mod dashboards;
 mod deploy;
 mod durability;
+mod engine_passthrough;
 mod gc_restart;
 mod kit;
 mod kube_client;
