@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod kubeconfig;
 pub mod lifecycle;
 pub mod meta;
+pub mod metrics;
 pub mod offline;
 pub mod openapi;
 pub mod passthrough;

@@ -110,6 +110,7 @@ pub struct State {
     policies: RwLock<Arc<Vec<crate::admission::Bound>>>,
     /// Admission webhooks, rebuilt after every write of a webhook configuration.
     webhooks: RwLock<Arc<crate::webhook::Hooks>>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl State {
@@ -283,6 +284,7 @@ pub(crate) fn open_state(config: Config) -> Result<Arc<State>, ServeError> {
         namespaces: RwLock::new(Default::default()),
         policies: RwLock::new(Arc::new(Vec::new())),
         webhooks: RwLock::new(Arc::new(Default::default())),
+        metrics: Default::default(),
         store,
         config,
     });
@@ -388,12 +390,126 @@ fn decode_path(raw: &str) -> String {
         .join("/")
 }
 
+/// One request: its span (continuing the caller's trace when the request carries a W3C
+/// `traceparent`), its metrics, then [`serve`].
 async fn dispatch(
     state: Arc<State>,
     cert_user: Option<UserInfo>,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    use tracing::Instrument;
     let path = decode_path(req.uri().path());
+    let query = Query::parse(req.uri().query());
+    let attrs = crate::authz::attrs::from_request(req.method(), &path, &query);
+    let is_apply = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/apply-patch"));
+    let labels = crate::metrics::labels(&attrs, is_apply);
+    let span = tracing::info_span!(
+        "apiserver.request",
+        otel.name = %format!("{} {}", labels.verb, if attrs.resource.is_empty() { path.as_str() } else { attrs.resource.as_str() }),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        url.path = %path,
+        k8s.verb = %labels.verb,
+        k8s.group = %attrs.group,
+        k8s.resource = %attrs.resource,
+        k8s.subresource = %attrs.subresource,
+        k8s.namespace = %attrs.namespace,
+        k8s.name = %attrs.name,
+        k8s.field_manager = query.get("fieldManager").unwrap_or(""),
+        enduser.id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    rdd_process::telemetry::set_parent_from(&span, req.headers());
+    state.metrics.begin(&labels);
+    let started = std::time::Instant::now();
+    let resp = serve(state.clone(), cert_user, req, path, query)
+        .instrument(span.clone())
+        .await;
+    let code = resp.status().as_u16();
+    span.record("http.response.status_code", code);
+    state
+        .metrics
+        .end(&labels, code, started.elapsed().as_secs_f64());
+    if labels.verb == "WATCH" && code < 300 {
+        // Long-running until the body (the watch stream) is dropped.
+        let (parts, body) = resp.into_parts();
+        let kind = state
+            .registry()
+            .get(&attrs.group, &attrs.version, &attrs.resource)
+            .map(|r| r.kind.clone())
+            .unwrap_or_default();
+        let watcher = crate::metrics::WatcherLabels {
+            group: attrs.group.clone(),
+            version: attrs.version.clone(),
+            kind,
+        };
+        state.metrics.watch_opened(&watcher);
+        let guard = WatchGuard {
+            state: state.clone(),
+            labels,
+            watcher,
+        };
+        let body =
+            http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_frame(body, move |f| {
+                let _keep = &guard;
+                f
+            }));
+        return Response::from_parts(parts, body);
+    }
+    resp
+}
+
+struct WatchGuard {
+    state: Arc<State>,
+    labels: crate::metrics::RequestLabels,
+    watcher: crate::metrics::WatcherLabels,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.state.metrics.watch_closed(&self.labels, &self.watcher);
+    }
+}
+
+/// The `/metrics` exposition: request metrics plus storage measured now.
+async fn metrics_text(state: &Arc<State>) -> Response<Body> {
+    let counts = state.store.object_counts().await.unwrap_or_default();
+    let objects: Vec<(String, i64)> = counts
+        .into_iter()
+        .map(|(prefix, n)| {
+            let mut parts = prefix.trim_matches('/').splitn(2, '/');
+            let group = parts.next().unwrap_or_default();
+            let plural = parts.next().unwrap_or_default();
+            let resource = if group == "core" {
+                plural.to_string()
+            } else {
+                format!("{plural}.{group}")
+            };
+            (resource, n)
+        })
+        .collect();
+    let text = state.metrics.encode(state.store.size_bytes(), &objects);
+    let mut r = text_response(200, &text);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    r
+}
+
+async fn serve(
+    state: Arc<State>,
+    cert_user: Option<UserInfo>,
+    req: Request<Incoming>,
+    path: String,
+    query: Query,
+) -> Response<Body> {
     let user = authenticate(&state, cert_user, &req);
     let user = match (user, is_public(&path)) {
         (Some(u), _) => u,
@@ -404,7 +520,7 @@ async fn dispatch(
         },
         (None, false) => return error_response(&ApiError::unauthorized()),
     };
-    let query = Query::parse(req.uri().query());
+    tracing::Span::current().record("enduser.id", user.username.as_str());
     let user = match crate::authz::impersonate::resolve(&state.authz, user, req.headers()) {
         Ok(u) => u,
         Err(e) => return error_response(&e),
@@ -526,6 +642,7 @@ async fn route(state: &Arc<State>, ctx: &mut Ctx) -> Result<Response<Body>, ApiE
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["version"] => Ok(json_response(200, &version_info(), &[])),
+        ["metrics"] => Ok(metrics_text(state).await),
         ["livez"] | ["healthz"] => Ok(health(ctx, true, &[("ping", true), ("storage", true)])),
         ["readyz"] => {
             let r = state.is_ready();

@@ -178,10 +178,18 @@ fn main() {
         Ok(l) => l,
         Err(e) => fail(format, &e, 1),
     };
-    logging::init(level, format);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => fail(format, &e.to_string(), 1),
+    };
+    // Only the long-running control plane exports spans (the API server's request spans).
+    let otlp = match &cli.command {
+        Command::Svc(svc::SvcCommand::Serve(_)) => rdd_process::telemetry::otlp_endpoint(None),
+        _ => None,
+    };
+    let telemetry = {
+        let _rt = rt.enter();
+        logging::init_with_otlp(level, format, otlp.as_deref())
     };
     let code = rt.block_on(async move {
         match cli.command {
@@ -213,6 +221,8 @@ fn main() {
             Command::Limavm(c) => with_instance(|i| async move { limavm::run(&i, c).await }).await,
         }
     });
+    // Flush buffered spans: process::exit skips destructors.
+    drop(telemetry);
     match code {
         Ok(c) => std::process::exit(c),
         Err(e) => {

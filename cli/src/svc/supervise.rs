@@ -204,6 +204,8 @@ impl Supervisor {
             cmd.env("RDD_LOG_LEVEL", &self.log_level)
                 .env("RDD_INSTANCE", &self.inst.suffix)
                 .env("RDD_GATEWAY_SOCKET", self.inst.gateway_socket())
+                // Each child exports spans under its own name, not the control plane's.
+                .env_remove("OTEL_SERVICE_NAME")
                 .stdin(Stdio::null())
                 .stdout(
                     log.try_clone()

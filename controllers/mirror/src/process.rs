@@ -208,6 +208,8 @@ where
     let gateway = crate::gateway::connect(&cfg.gateway_socket);
     let health = rdd_kit::admin::Health::default();
     let admin = rdd_kit::admin::serve(cfg.admin_addr, metrics.clone(), health.clone()).await?;
+    // Liveness is served while a standby replica waits for the Lease.
+    rdd_kit::lease::gate(&client, bin.name).await?;
     tracing::info!(%admin, gateway = %cfg.gateway_socket.display(), "{} starting", bin.name);
     // The App controller waits for the engine kinds whose processes say they run.
     if let Err(e) = rdd_kit::discovery::publish(

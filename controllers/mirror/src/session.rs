@@ -454,7 +454,10 @@ impl<M: MirrorKind> Session<M> {
                                 // The next full sync covers it.
                                 continue;
                             }
-                            let span = tracing::debug_span!("event", action = %ev.action, id = %ev.actor_id, seq = ev.sequence);
+                            // A child of the gateway's span for the event: one trace from the
+                            // Docker event through the inspect to the mirror's API write.
+                            let span = tracing::info_span!("mirror.event", otel.kind = "consumer", kind = self.kind.plural(), namespace = %ns, docker.id = %ev.actor_id, action = %ev.action, docker.event.sequence = ev.sequence);
+                            rdd_process::telemetry::set_parent_from_traceparent(&span, &ev.traceparent);
                             if let Err(e) = self.kind.on_event(ns, ev).instrument(span).await {
                                 // Self-healing: the next event or resync repairs it.
                                 tracing::warn!(error = %e, "event handling failed");
