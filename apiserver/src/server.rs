@@ -48,6 +48,9 @@ pub struct Config {
     /// Objects created at start-up when missing (and reconciled, for RBAC objects the server
     /// owns): `rdd svc` passes the controller identities declared in `deploy/rbac`.
     pub manifests: Vec<serde_json::Value>,
+    /// Controller endpoints relayed under `/passthrough/` (filled by the supervisor, which
+    /// knows which process serves which controller).
+    pub passthrough: crate::passthrough::Routes,
 }
 
 impl Config {
@@ -65,6 +68,7 @@ impl Config {
             compaction_keep: 1000,
             gc_delay: std::time::Duration::from_millis(100),
             manifests: Vec::new(),
+            passthrough: Default::default(),
         }
     }
 }
@@ -106,6 +110,7 @@ pub struct State {
     policies: RwLock<Arc<Vec<crate::admission::Bound>>>,
     /// Admission webhooks, rebuilt after every write of a webhook configuration.
     webhooks: RwLock<Arc<crate::webhook::Hooks>>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl State {
@@ -232,6 +237,28 @@ async fn bind(config: &Config) -> Result<TcpListener, ServeError> {
 pub async fn start(config: Config) -> Result<Running, ServeError> {
     std::fs::create_dir_all(&config.dir)?;
     let pki = Pki::load_or_create(&config.dir.join("tls"))?;
+    let state = open_state(config)?;
+    let listener = bind(&state.config).await?;
+    let addr = listener.local_addr()?;
+    let acceptor = TlsAcceptor::from(pki.server_config()?);
+    let accept = tokio::spawn(accept_loop(listener, acceptor, state.clone()));
+    // Bootstrap after binding so the process answers /livez at once; /readyz waits for this.
+    lifecycle::bootstrap(&state)
+        .await
+        .map_err(|e| ServeError::Config(format!("bootstrap: {e}")))?;
+    lifecycle::spawn(state.clone());
+    state.ready.store(true, Ordering::SeqCst);
+    Ok(Running {
+        addr,
+        state,
+        pki,
+        accept,
+    })
+}
+
+/// The server's state over its storage in `config.dir`, not yet bootstrapped or serving.
+pub(crate) fn open_state(config: Config) -> Result<Arc<State>, ServeError> {
+    std::fs::create_dir_all(&config.dir)?;
     let tokens = Tokens::load(&config.dir.join("tls").join("tokens.json"))?;
     let store = Arc::new(Store::open(
         &config.dir.join("rdd.sqlite3"),
@@ -257,25 +284,17 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         namespaces: RwLock::new(Default::default()),
         policies: RwLock::new(Arc::new(Vec::new())),
         webhooks: RwLock::new(Arc::new(Default::default())),
+        metrics: Default::default(),
         store,
         config,
     });
-    let listener = bind(&state.config).await?;
-    let addr = listener.local_addr()?;
-    let acceptor = TlsAcceptor::from(pki.server_config()?);
-    let accept = tokio::spawn(accept_loop(listener, acceptor, state.clone()));
-    // Bootstrap after binding so the process answers /livez at once; /readyz waits for this.
-    lifecycle::bootstrap(&state)
-        .await
-        .map_err(|e| ServeError::Config(format!("bootstrap: {e}")))?;
-    lifecycle::spawn(state.clone());
-    state.ready.store(true, Ordering::SeqCst);
-    Ok(Running {
-        addr,
-        state,
-        pki,
-        accept,
-    })
+    Ok(state)
+}
+
+impl State {
+    pub(crate) fn mark_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) {
@@ -319,7 +338,10 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<St
                 async move { Ok::<_, std::convert::Infallible>(dispatch(state, cert_user, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -368,12 +390,126 @@ fn decode_path(raw: &str) -> String {
         .join("/")
 }
 
+/// One request: its span (continuing the caller's trace when the request carries a W3C
+/// `traceparent`), its metrics, then [`serve`].
 async fn dispatch(
     state: Arc<State>,
     cert_user: Option<UserInfo>,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    use tracing::Instrument;
     let path = decode_path(req.uri().path());
+    let query = Query::parse(req.uri().query());
+    let attrs = crate::authz::attrs::from_request(req.method(), &path, &query);
+    let is_apply = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/apply-patch"));
+    let labels = crate::metrics::labels(&attrs, is_apply);
+    let span = tracing::info_span!(
+        "apiserver.request",
+        otel.name = %format!("{} {}", labels.verb, if attrs.resource.is_empty() { path.as_str() } else { attrs.resource.as_str() }),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        url.path = %path,
+        k8s.verb = %labels.verb,
+        k8s.group = %attrs.group,
+        k8s.resource = %attrs.resource,
+        k8s.subresource = %attrs.subresource,
+        k8s.namespace = %attrs.namespace,
+        k8s.name = %attrs.name,
+        k8s.field_manager = query.get("fieldManager").unwrap_or(""),
+        enduser.id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    rdd_process::telemetry::set_parent_from(&span, req.headers());
+    state.metrics.begin(&labels);
+    let started = std::time::Instant::now();
+    let resp = serve(state.clone(), cert_user, req, path, query)
+        .instrument(span.clone())
+        .await;
+    let code = resp.status().as_u16();
+    span.record("http.response.status_code", code);
+    state
+        .metrics
+        .end(&labels, code, started.elapsed().as_secs_f64());
+    if labels.verb == "WATCH" && code < 300 {
+        // Long-running until the body (the watch stream) is dropped.
+        let (parts, body) = resp.into_parts();
+        let kind = state
+            .registry()
+            .get(&attrs.group, &attrs.version, &attrs.resource)
+            .map(|r| r.kind.clone())
+            .unwrap_or_default();
+        let watcher = crate::metrics::WatcherLabels {
+            group: attrs.group.clone(),
+            version: attrs.version.clone(),
+            kind,
+        };
+        state.metrics.watch_opened(&watcher);
+        let guard = WatchGuard {
+            state: state.clone(),
+            labels,
+            watcher,
+        };
+        let body =
+            http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_frame(body, move |f| {
+                let _keep = &guard;
+                f
+            }));
+        return Response::from_parts(parts, body);
+    }
+    resp
+}
+
+struct WatchGuard {
+    state: Arc<State>,
+    labels: crate::metrics::RequestLabels,
+    watcher: crate::metrics::WatcherLabels,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.state.metrics.watch_closed(&self.labels, &self.watcher);
+    }
+}
+
+/// The `/metrics` exposition: request metrics plus storage measured now.
+async fn metrics_text(state: &Arc<State>) -> Response<Body> {
+    let counts = state.store.object_counts().await.unwrap_or_default();
+    let objects: Vec<(String, i64)> = counts
+        .into_iter()
+        .map(|(prefix, n)| {
+            let mut parts = prefix.trim_matches('/').splitn(2, '/');
+            let group = parts.next().unwrap_or_default();
+            let plural = parts.next().unwrap_or_default();
+            let resource = if group == "core" {
+                plural.to_string()
+            } else {
+                format!("{plural}.{group}")
+            };
+            (resource, n)
+        })
+        .collect();
+    let text = state.metrics.encode(state.store.size_bytes(), &objects);
+    let mut r = text_response(200, &text);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    r
+}
+
+async fn serve(
+    state: Arc<State>,
+    cert_user: Option<UserInfo>,
+    req: Request<Incoming>,
+    path: String,
+    query: Query,
+) -> Response<Body> {
     let user = authenticate(&state, cert_user, &req);
     let user = match (user, is_public(&path)) {
         (Some(u), _) => u,
@@ -384,7 +520,7 @@ async fn dispatch(
         },
         (None, false) => return error_response(&ApiError::unauthorized()),
     };
-    let query = Query::parse(req.uri().query());
+    tracing::Span::current().record("enduser.id", user.username.as_str());
     let user = match crate::authz::impersonate::resolve(&state.authz, user, req.headers()) {
         Ok(u) => u,
         Err(e) => return error_response(&e),
@@ -401,6 +537,11 @@ async fn dispatch(
             );
             return error_response(&crate::authz::forbidden(&user, &attrs, &decision.reason));
         }
+    }
+    // Relayed as a stream (possibly upgraded): no body read here, no in-flight slot held for
+    // the life of a log stream.
+    if crate::passthrough::is_passthrough(&path) {
+        return crate::passthrough::relay(&state.config.passthrough, req).await;
     }
     let is_watch = query.flag("watch").unwrap_or(false) || path.contains("/watch/");
     // Watches are long-lived and bounded separately; everything else shares the in-flight limit.
@@ -427,10 +568,7 @@ async fn dispatch(
         warnings: Vec::new(),
     };
     let started = std::time::Instant::now();
-    let resp = match route(&state, &mut ctx).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
-    };
+    let resp = handle(&state, &mut ctx).await;
     if ctx.method != Method::GET {
         tracing::debug!(
             user = %ctx.user.username, verb = %ctx.method, path = %ctx.path,
@@ -440,6 +578,32 @@ async fn dispatch(
         );
     }
     resp
+}
+
+/// Route an authenticated, authorized request. A handler that panics answers 500 with a Status
+/// instead of dropping the connection, and the server goes on: one bad request must not take
+/// the others' connection with it (the fuzz targets treat that 500 as a crash).
+pub(crate) async fn handle(state: &Arc<State>, ctx: &mut Ctx) -> Response<Body> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(route(state, ctx))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => error_response(&e),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(verb = %ctx.method, path = %ctx.path, panic = %what, "handler panicked");
+            error_response(&ApiError::internal(format!(
+                "the server panicked while handling {} {}: {what}",
+                ctx.method, ctx.path
+            )))
+        }
+    }
 }
 
 /// Read at most MAX_BODY bytes. A larger body is read to its end (up to a hard cap) and
@@ -478,6 +642,7 @@ async fn route(state: &Arc<State>, ctx: &mut Ctx) -> Result<Response<Body>, ApiE
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["version"] => Ok(json_response(200, &version_info(), &[])),
+        ["metrics"] => Ok(metrics_text(state).await),
         ["livez"] | ["healthz"] => Ok(health(ctx, true, &[("ping", true), ("storage", true)])),
         ["readyz"] => {
             let r = state.is_ready();

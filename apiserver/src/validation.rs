@@ -20,6 +20,7 @@ fn cause(reason: &str, field: &str, message: String) -> Cause {
 pub fn prepare(res: &Resource, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
     match res.flavor {
         Flavor::Namespace => {
+            expect_object_or_absent(res, obj, "spec", "NamespaceSpec")?;
             if old.is_none() {
                 if obj.pointer("/spec/finalizers").is_none() {
                     obj["spec"]["finalizers"] = json!(["kubernetes"]);
@@ -35,12 +36,23 @@ pub fn prepare(res: &Resource, obj: &mut Value, old: Option<&Value>) -> Result<(
         }
         Flavor::Secret => {
             use base64::Engine;
+            expect_object_or_absent(res, obj, "data", "map[string][]byte")?;
+            expect_object_or_absent(res, obj, "stringData", "map[string]string")?;
             if let Some(Value::Object(sd)) =
                 obj.as_object_mut().and_then(|o| o.remove("stringData"))
             {
                 for (k, v) in sd {
-                    let s = v.as_str().unwrap_or_default();
-                    obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(s));
+                    let Some(s) = v.as_str() else {
+                        return Err(decode_error(res, &format!("stringData.{k}"), "string", &v));
+                    };
+                    let encoded = json!(base64::engine::general_purpose::STANDARD.encode(s));
+                    if let Some(data) = obj
+                        .as_object_mut()
+                        .map(|o| o.entry("data").or_insert_with(|| json!({})))
+                        .and_then(Value::as_object_mut)
+                    {
+                        data.insert(k, encoded);
+                    }
                 }
             }
             if obj.get("type").is_none_or(Value::is_null) {
@@ -54,6 +66,35 @@ pub fn prepare(res: &Resource, obj: &mut Value, old: Option<&Value>) -> Result<(
         _ => {}
     }
     Ok(())
+}
+
+/// The field must be an object (or absent or null): what the built-in Go types decode. Anything
+/// else is the decoding error upstream answers with 400, before any defaulting touches it.
+fn expect_object_or_absent(
+    res: &Resource,
+    obj: &Value,
+    field: &str,
+    go_type: &str,
+) -> Result<(), ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
+        Some(v) => Err(decode_error(res, field, go_type, v)),
+    }
+}
+
+fn decode_error(res: &Resource, field: &str, want: &str, got: &Value) -> ApiError {
+    let got = match got {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    ApiError::bad_request(format!(
+        "{} in version \"{}\" cannot be handled as a {}: json: cannot unmarshal {got} into Go struct field {}.{field} of type {want}",
+        res.kind, res.version, res.kind, res.kind
+    ))
 }
 
 fn path_segment_name(name: &str) -> Option<String> {

@@ -58,16 +58,43 @@ pub fn level(flag: Option<&str>, developer: bool) -> Result<&'static str, String
 }
 
 pub fn init(level: &str, format: Format) {
+    let _ = init_with_otlp(level, format, None);
+}
+
+/// [`init`], and when `otlp` names an endpoint, span export over OTLP/gRPC as
+/// `rdd-apiserver` (`rdd svc serve` hosts the API server). Must run inside a Tokio runtime then.
+/// Keep the returned guard alive while spans should be exported.
+pub fn init_with_otlp(
+    level: &str,
+    format: Format,
+    otlp: Option<&str>,
+) -> Option<rdd_process::telemetry::Telemetry> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // rdd's own messages at the chosen level; the libraries' chatter only from warn on.
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
         "warn,rdd={level},rdd_kit={level},rdd_process={level},rdd_apiserver={level}"
     ))
     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .event_format(Logrus(format))
-        .init();
+        .with_filter(filter);
+    let (otel, guard) =
+        match otlp.map(|endpoint| rdd_process::telemetry::otlp_layer("rdd-apiserver", endpoint)) {
+            Some(Ok((layer, guard))) => (Some(layer), Some(guard)),
+            Some(Err(e)) => {
+                eprintln!("rdd: OTLP export disabled: {e}");
+                (None, None)
+            }
+            None => (None, None),
+        };
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    guard
 }
 
 struct Logrus(Format);

@@ -5,6 +5,7 @@ mod exit;
 mod limavm;
 mod logging;
 mod passthrough;
+mod run;
 mod set;
 mod svc;
 mod wait;
@@ -47,6 +48,17 @@ enum Command {
     #[command(disable_help_flag = true)]
     Ctl {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run COMMAND with this instance's tools first on PATH, its Docker context and its
+    /// kubeconfig, after starting the App; the command's exit status is rdd's.
+    #[command(disable_help_flag = true)]
+    Run {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND [ARGS]"
+        )]
         args: Vec<String>,
     },
     /// Manage LimaVMs (the VMs of this instance).
@@ -166,10 +178,18 @@ fn main() {
         Ok(l) => l,
         Err(e) => fail(format, &e, 1),
     };
-    logging::init(level, format);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => fail(format, &e.to_string(), 1),
+    };
+    // Only the long-running control plane exports spans (the API server's request spans).
+    let otlp = match &cli.command {
+        Command::Svc(svc::SvcCommand::Serve(_)) => rdd_process::telemetry::otlp_endpoint(None),
+        _ => None,
+    };
+    let telemetry = {
+        let _rt = rt.enter();
+        logging::init_with_otlp(level, format, otlp.as_deref())
     };
     let code = rt.block_on(async move {
         match cli.command {
@@ -191,9 +211,18 @@ fn main() {
             Command::Ctl { args } => {
                 with_instance(|i| async move { set::ctl(&i, args).await }).await
             }
+            Command::Run { args } => {
+                let help = command(developer)
+                    .find_subcommand_mut("run")
+                    .map(|c| c.render_long_help().to_string())
+                    .unwrap_or_default();
+                with_instance(|i| async move { run::run(&i, args, help).await }).await
+            }
             Command::Limavm(c) => with_instance(|i| async move { limavm::run(&i, c).await }).await,
         }
     });
+    // Flush buffered spans: process::exit skips destructors.
+    drop(telemetry);
     match code {
         Ok(c) => std::process::exit(c),
         Err(e) => {

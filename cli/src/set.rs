@@ -199,7 +199,7 @@ fn fill_required(schema: &Value, obj: &mut Map<String, Value>) {
     }
 }
 
-fn app_resource() -> ApiResource {
+pub fn app_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("app.rancherdesktop.io", "v1alpha1", "App"),
         "apps",
@@ -296,8 +296,19 @@ pub async fn wait_settled(
     generation: i64,
     timeout: Duration,
 ) -> anyhow::Result<()> {
+    wait_settled_showing(client, generation, timeout, true).await
+}
+
+/// [`wait_settled`], printing the conditions only when `show` (`rdd run` stays silent: the
+/// child's output is the only output).
+pub async fn wait_settled_showing(
+    client: &kube::Client,
+    generation: i64,
+    timeout: Duration,
+    show: bool,
+) -> anyhow::Result<()> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &app_resource());
-    let tty = std::io::stderr().is_terminal();
+    let tty = show && std::io::stderr().is_terminal();
     let deadline = (timeout != Duration::ZERO).then(|| Instant::now() + timeout);
     let mut shown: BTreeMap<String, String> = BTreeMap::new();
     let mut pending = String::from("Settled");
@@ -341,7 +352,7 @@ pub async fn wait_settled(
                 c["message"].as_str().unwrap_or_default(),
                 c["reason"].as_str().unwrap_or_default()
             );
-            if shown.get(&t) != Some(&line) {
+            if show && shown.get(&t) != Some(&line) {
                 if tty {
                     eprint!("\r\x1b[2K{line}");
                 } else {

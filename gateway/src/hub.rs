@@ -167,6 +167,7 @@ pub fn event_to_proto(ev: &EventMessage, sequence: u64, session: u64) -> Event {
         scope: ev.scope.map(|s| s.to_string()).unwrap_or_default(),
         time,
         session,
+        traceparent: String::new(),
     }
 }
 
@@ -219,13 +220,28 @@ pub async fn run(mut rx: mpsc::Receiver<HubMsg>, endpoint: String, metrics: Arc<
                     }
                     HubMsg::Event(ev, session) => {
                         seq += 1;
-                        let ev = event_to_proto(&ev, seq, session);
+                        let mut ev = event_to_proto(&ev, seq, session);
                         metrics.event(&ev.r#type);
+                        // The root of the trace of everything this event causes downstream.
+                        let span = tracing::info_span!(
+                            "docker.event",
+                            otel.kind = "producer",
+                            docker.event.type = %ev.r#type,
+                            docker.event.action = %ev.action,
+                            docker.id = %ev.actor_id,
+                            docker.event.sequence = ev.sequence,
+                            subscribers = tracing::field::Empty,
+                        );
+                        let _entered = span.enter();
+                        ev.traceparent = rdd_process::telemetry::current_traceparent();
+                        let mut delivered = 0u64;
                         for sub in subs.iter_mut() {
                             if sub.synced && sub.filter.matches(&ev) {
                                 sub.deliver(Message::Event(ev.clone()), &metrics);
+                                delivered += 1;
                             }
                         }
+                        span.record("subscribers", delivered);
                     }
                 }
             }

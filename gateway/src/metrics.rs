@@ -157,6 +157,22 @@ impl Metrics {
             "Resync messages sent, by reason",
             m.resyncs.clone(),
         );
+        // Present from the start, so dashboards show 0 rather than no data.
+        for reason in [
+            rdd_proto::v1::resync::Reason::Reconnected,
+            rdd_proto::v1::resync::Reason::Overflow,
+        ] {
+            m.resyncs
+                .get_or_create(&ReasonLabels {
+                    reason: reason.as_str_name().into(),
+                })
+                .inc_by(0);
+        }
+        for t in ["container", "image", "volume", "network"] {
+            m.events
+                .get_or_create(&TypeLabels { r#type: t.into() })
+                .inc_by(0);
+        }
         if let Ok(mut g) = m.registry.lock() {
             *g = r;
         }

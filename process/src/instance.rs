@@ -59,6 +59,13 @@ impl Instance {
         self.dir().join("docker-gateway.sock")
     }
 
+    /// The Unix socket on which the process serving `controller`'s passthrough endpoints
+    /// listens (controllers.md §4.15); the API server relays `/passthrough/<controller>/…` to
+    /// it. Derived here so the supervisor and the serving process agree without a flag.
+    pub fn passthrough_socket(&self, controller: &str) -> PathBuf {
+        self.dir().join(format!("passthrough-{controller}.sock"))
+    }
+
     /// The Docker endpoint of the instance as a URL (`unix://<short dir>/docker.sock`).
     pub fn docker_host(&self) -> String {
         format!("unix://{}", self.short_dir().join("docker.sock").display())

@@ -42,6 +42,53 @@ pub fn otlp_endpoint(configured: Option<&str>) -> Option<String> {
         })
 }
 
+/// The service name spans are exported under: `OTEL_SERVICE_NAME` when set, else `default`.
+pub fn service_name(default: &str) -> String {
+    std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// A layer exporting spans at info level and above over OTLP/gRPC to `endpoint`, as `service`
+/// (see [`service_name`]). The sampler follows `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG`
+/// (default: parent-based, always on). Must run inside a Tokio runtime.
+pub fn otlp_layer<S>(
+    service: &str,
+    endpoint: &str,
+) -> Result<(impl tracing_subscriber::Layer<S>, Telemetry), ProcessError>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.to_string())
+        .build()
+        .map_err(|e| ProcessError::Telemetry(format!("OTLP exporter for {endpoint}: {e}")))?;
+    let service = service_name(service);
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service.clone())
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build();
+    let tracer = provider.tracer(service);
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    // Its own filter: quiet logs (`log_level=warn`) must not silence the spans that make up a
+    // trace, which are recorded at info level and above.
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    Ok((
+        layer,
+        Telemetry {
+            provider: Some(provider),
+        },
+    ))
+}
+
 /// Install the global subscriber: stderr logs filtered by `log_filter` (`EnvFilter` syntax), and
 /// OTLP span export to `otlp` when given. Must run inside a Tokio runtime when `otlp` is set.
 pub fn init(
@@ -60,34 +107,13 @@ pub fn init(
             .map_err(|e| ProcessError::Telemetry(e.to_string()))?;
         return Ok(Telemetry { provider: None });
     };
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint.clone())
-        .build()
-        .map_err(|e| ProcessError::Telemetry(format!("OTLP exporter for {endpoint}: {e}")))?;
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(service.to_string())
-        .build();
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build();
-    let tracer = provider.tracer(service.to_string());
-    opentelemetry::global::set_tracer_provider(provider.clone());
-    // Each layer has its own filter: quiet logs (`log_level=warn`) must not silence the spans
-    // that make up a trace, which are recorded at info level and above.
+    let (otlp, telemetry) = otlp_layer(service, &endpoint)?;
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
-        )
+        .with(otlp)
         .try_init()
         .map_err(|e| ProcessError::Telemetry(e.to_string()))?;
-    Ok(Telemetry {
-        provider: Some(provider),
-    })
+    Ok(telemetry)
 }
 
 struct HeaderInjector<'a>(&'a mut http::HeaderMap);
@@ -118,6 +144,29 @@ impl Extractor for HeaderExtractor<'_> {
 pub fn inject(headers: &mut http::HeaderMap) {
     let cx = tracing::Span::current().context();
     TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+}
+
+/// The current span's context as a W3C `traceparent` value; empty outside any sampled span.
+pub fn current_traceparent() -> String {
+    let mut headers = http::HeaderMap::new();
+    inject(&mut headers);
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Make `span` a child of the remote context in a `traceparent` value (empty: no change).
+pub fn set_parent_from_traceparent(span: &tracing::Span, traceparent: &str) {
+    if traceparent.is_empty() {
+        return;
+    }
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(traceparent) {
+        headers.insert("traceparent", v);
+    }
+    set_parent_from(span, &headers);
 }
 
 /// Make `span` a child of the remote context carried in `headers`, if any.

@@ -234,6 +234,39 @@ impl Store {
         .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
+    /// Bytes the database occupies on disk: the main file and its write-ahead log.
+    pub fn size_bytes(&self) -> u64 {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        [self.path.clone(), PathBuf::from(wal)]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Live objects per key prefix `/<group>/<plural>/`, as `(prefix, count)`.
+    pub async fn object_counts(self: &Arc<Self>) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT k.key FROM kv k JOIN (SELECT key, MAX(rev) AS mrev FROM kv GROUP BY key) m
+                 ON k.rev = m.mrev WHERE k.deleted = 0",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut counts = std::collections::BTreeMap::<String, i64>::new();
+            while let Some(r) = rows.next()? {
+                let key: String = r.get(0)?;
+                let mut parts = key.splitn(4, '/');
+                let (_, group, plural) = (parts.next(), parts.next(), parts.next());
+                if let (Some(g), Some(p)) = (group, plural) {
+                    *counts.entry(format!("/{g}/{p}/")).or_default() += 1;
+                }
+            }
+            Ok(counts.into_iter().collect())
+        })
+        .await
+    }
+
     pub async fn get(self: &Arc<Self>, key: &str) -> Result<Option<Row>, StoreError> {
         let key = key.to_string();
         self.read(move |c| get_latest(c, &key)).await

@@ -154,19 +154,18 @@ fn spawn_serve(inst: &Instance, flags: &ServeFlags) -> anyhow::Result<()> {
         args.extend(["--secure-port".into(), p.to_string()]);
     }
     let logs = inst.log_dir();
-    std::fs::create_dir_all(&logs).with_context(|| logs.display().to_string())?;
-    let open = |name: &str| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(logs.join(name))
-    };
+    let keep_all = std::env::var_os("RDD_KEEP_LOGS").is_some();
+    let title = std::env::var("RDD_LOG_TITLE")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let open =
+        |stem: &str| super::logfiles::rotate_and_open(&logs, stem, keep_all, title.as_deref());
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args(&args)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(open("rdd.stdout.log")?))
-        .stderr(Stdio::from(open("rdd.stderr.log")?));
+        .stdout(Stdio::from(open("rdd.stdout")?))
+        .stderr(Stdio::from(open("rdd.stderr")?));
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn().context("starting `rdd svc serve`")?;
     tracing::info!(pid = child.id(), "started {:?} control plane", inst.name());
@@ -187,6 +186,8 @@ pub async fn client(inst: &Instance) -> anyhow::Result<kube::Client> {
 /// Ready (cli.md §3.3): the kubeconfig works and the discovery ConfigMap of this start says
 /// `ready: "true"`.
 pub async fn wait_ready(inst: &Instance, timeout: Duration) -> anyhow::Result<()> {
+    // Developer builds are rebuilt while a server runs; a release user upgrading rdd is not.
+    let check_version = !crate::argv::developer_mode();
     let start = Instant::now();
     let mut said = 0;
     loop {
@@ -196,10 +197,11 @@ pub async fn wait_ready(inst: &Instance, timeout: Duration) -> anyhow::Result<()
                 inst.name()
             )));
         }
-        let stage = probe_ready(inst).await;
+        let stage = probe_ready(inst, check_version).await;
         match stage {
             Ok(()) => return Ok(()),
-            Err(n) if n > said => {
+            Err(Waiting::Fatal(e)) => return Err(e),
+            Err(Waiting::Stage(n)) if n > said => {
                 said = n;
                 tracing::info!(
                     "{}",
@@ -222,13 +224,38 @@ pub async fn wait_ready(inst: &Instance, timeout: Duration) -> anyhow::Result<()
     }
 }
 
-async fn probe_ready(inst: &Instance) -> Result<(), usize> {
+/// Why the control plane is not ready yet: a progress stage (1 API server, 2 controllers), or a
+/// condition waiting cannot fix.
+enum Waiting {
+    Stage(usize),
+    Fatal(anyhow::Error),
+}
+
+/// The server must be the same rdd as this client (cli.md §3.3): its `gitVersion` is
+/// `<kubernetes version>-rdd.<rdd version>`.
+fn check_server_version(git_version: &str) -> anyhow::Result<()> {
+    let client = env!("CARGO_PKG_VERSION");
+    match git_version.rsplit_once("-rdd.") {
+        Some((_, server)) if server == client => Ok(()),
+        _ => anyhow::bail!(
+            "Unsupported server version {git_version:?}: this rdd is {client}; restart the control plane with `rdd svc stop && rdd svc start`"
+        ),
+    }
+}
+
+async fn probe_ready(inst: &Instance, check_version: bool) -> Result<(), Waiting> {
     let Ok(c) = client(inst).await else {
-        return Err(1);
+        return Err(Waiting::Stage(1));
     };
+    if check_version {
+        let Ok(v) = c.apiserver_version().await else {
+            return Err(Waiting::Stage(1));
+        };
+        check_server_version(&v.git_version).map_err(Waiting::Fatal)?;
+    }
     let cms: Api<ConfigMap> = Api::namespaced(c, DISCOVERY_NAMESPACE);
     let Ok(cm) = cms.get(DISCOVERY_NAME).await else {
-        return Err(2);
+        return Err(Waiting::Stage(2));
     };
     let fresh = match (cm.metadata.creation_timestamp, pid_time(inst)) {
         (Some(t), Some(p)) => {
@@ -243,7 +270,11 @@ async fn probe_ready(inst: &Instance) -> Result<(), usize> {
         .as_ref()
         .and_then(|a| a.get(READY_ANNOTATION))
         .is_some_and(|v| v == "true");
-    if fresh && ready { Ok(()) } else { Err(2) }
+    if fresh && ready {
+        Ok(())
+    } else {
+        Err(Waiting::Stage(2))
+    }
 }
 
 /// This control plane's start: the creation time of its discovery ConfigMap (`--since=startup`).
@@ -417,4 +448,27 @@ pub async fn config(inst: &Instance) -> anyhow::Result<i32> {
         std::fs::read_to_string(&path).with_context(|| path.display().to_string())?
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_server_version;
+
+    #[test]
+    fn server_version_must_be_this_rdd() {
+        let mine = format!("v1.35.0-rdd.{}", env!("CARGO_PKG_VERSION"));
+        check_server_version(&mine).unwrap();
+        let other = check_server_version("v1.35.0-rdd.0.0.0-older").unwrap_err();
+        assert!(
+            other
+                .to_string()
+                .starts_with("Unsupported server version \"v1.35.0-rdd.0.0.0-older\""),
+            "{other}"
+        );
+        // A plain Kubernetes server (the kubeconfig points elsewhere) is not rdd at all.
+        assert!(check_server_version("v1.35.0").is_err());
+        assert!(
+            check_server_version(&format!("v1.35.0-k3s.{}", env!("CARGO_PKG_VERSION"))).is_err()
+        );
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod control;
 pub mod identities;
+pub mod logfiles;
 pub mod manifests;
 pub mod selection;
 pub mod serve;

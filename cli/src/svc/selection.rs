@@ -30,6 +30,9 @@ pub struct Proc {
     pub enabled_by: &'static str,
     /// Needs an API identity (the gateway talks only to Docker).
     pub kube: bool,
+    /// The controller whose passthrough endpoints (`/passthrough/<controller>/…`) this process
+    /// serves on its socket (`Instance::passthrough_socket`).
+    pub passthrough: Option<&'static str>,
 }
 
 /// Start order; stopping goes in reverse, so controllers stop before the gateway.
@@ -38,31 +41,37 @@ pub const PROCS: &[Proc] = &[
         name: "docker-gateway",
         enabled_by: "engine",
         kube: false,
+        passthrough: None,
     },
     Proc {
         name: "container-controller",
         enabled_by: "engine",
         kube: true,
+        passthrough: Some("engine"),
     },
     Proc {
         name: "image-controller",
         enabled_by: "engine",
         kube: true,
+        passthrough: None,
     },
     Proc {
         name: "volume-controller",
         enabled_by: "engine",
         kube: true,
+        passthrough: None,
     },
     Proc {
         name: "limavm-controller",
         enabled_by: "limavm",
         kube: true,
+        passthrough: None,
     },
     Proc {
         name: "app-controller",
         enabled_by: "app",
         kube: true,
+        passthrough: None,
     },
 ];
 

@@ -125,6 +125,7 @@ pub async fn run(inst: Instance, a: ServeArgs) -> anyhow::Result<i32> {
         table: Default::default(),
         log_level: a.child_log_level.clone(),
         stop: stop.clone(),
+        routes: running.state.config.passthrough.clone(),
     });
     let supervising = tokio::spawn(sup.clone().run(procs, kubeconfigs));
     tokio::spawn(sup.clone().watch_readiness());

@@ -112,6 +112,9 @@ pub struct Supervisor {
     pub table: Table,
     pub log_level: String,
     pub stop: CancellationToken,
+    /// The API server's passthrough table: a child serving a controller's endpoints is
+    /// registered while it is supervised.
+    pub routes: rdd_apiserver::passthrough::Routes,
 }
 
 impl Supervisor {
@@ -153,6 +156,19 @@ impl Supervisor {
     }
 
     async fn keep(&self, p: Proc, kubeconfig: Option<PathBuf>, stop: CancellationToken) {
+        if let Some(controller) = p.passthrough {
+            // The route stays while the child is restarted: between two runs the API server
+            // answers 503 (socket not listening), not 404.
+            self.routes
+                .register(controller, self.inst.passthrough_socket(controller));
+        }
+        self.keep_running(p, kubeconfig, stop).await;
+        if let Some(controller) = p.passthrough {
+            self.routes.remove(controller);
+        }
+    }
+
+    async fn keep_running(&self, p: Proc, kubeconfig: Option<PathBuf>, stop: CancellationToken) {
         let exe = binary(p.name);
         let log_path = self.inst.log_dir().join(format!("{}.log", p.name));
         let mut backoff = Duration::from_millis(500);
@@ -188,6 +204,8 @@ impl Supervisor {
             cmd.env("RDD_LOG_LEVEL", &self.log_level)
                 .env("RDD_INSTANCE", &self.inst.suffix)
                 .env("RDD_GATEWAY_SOCKET", self.inst.gateway_socket())
+                // Each child exports spans under its own name, not the control plane's.
+                .env_remove("OTEL_SERVICE_NAME")
                 .stdin(Stdio::null())
                 .stdout(
                     log.try_clone()

@@ -33,20 +33,25 @@ async fn owned_cleanup_covers_every_listable_kind_and_skips_forbidden_ones() {
         .await
         .unwrap();
     let uid = owner.uid().unwrap();
-    let owned_by =
-        |uid: &str| json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]);
+    // A second, live owner: a dangling owner reference would be the garbage collector's to
+    // delete, racing with the checks below.
+    let other = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "other-owner"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let other_uid = other.uid().unwrap();
+    let owned_by = |name: &str, uid: &str| json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": uid}]);
     for (name, refs, finalizers) in [
         (
             "cm-owned",
-            owned_by(&uid),
+            owned_by("owner", &uid),
             json!(["rdd.rancherdesktop.io/owned-by-LimaVM"]),
         ),
         ("cm-free", json!([]), json!([])),
-        (
-            "cm-other",
-            owned_by("00000000-0000-0000-0000-000000000000"),
-            json!([]),
-        ),
+        ("cm-other", owned_by("other-owner", &other_uid), json!([])),
     ] {
         let cm = serde_json::from_value(json!({"metadata": {"name": name,
             "ownerReferences": refs, "finalizers": finalizers}}))
@@ -54,7 +59,7 @@ async fn owned_cleanup_covers_every_listable_kind_and_skips_forbidden_ones() {
         cms.create(&PostParams::default(), &cm).await.unwrap();
     }
     let secret = serde_json::from_value(
-        json!({"metadata": {"name": "sec-owned", "ownerReferences": owned_by(&uid)}}),
+        json!({"metadata": {"name": "sec-owned", "ownerReferences": owned_by("owner", &uid)}}),
     )
     .unwrap();
     secrets

@@ -4,8 +4,12 @@
 //! - [`mirror`]: the Container status and conditions built from an inspect (pure);
 //! - [`engine`]: the container side of the engine session (full sync, events, prune, sweep,
 //!   `moby` and NS repair);
+//! - [`docker_context`]: the instance's Docker CLI context while the engine runs;
+//! - [`logs`]: the `logs` passthrough endpoint (WebSocket) of controller `engine`;
 //! - [`reconcile`]: actions from the annotation and deletion forwarding, as a table.
 
+pub mod docker_context;
 pub mod engine;
+pub mod logs;
 pub mod mirror;
 pub mod reconcile;

@@ -665,10 +665,12 @@ mod tests {
         let on = EngineState {
             ns: Some("ns".into()),
             connected: true,
+            wanted: true,
         };
         let off = EngineState {
             ns: Some("ns".into()),
             connected: false,
+            wanted: true,
         };
         assert_eq!(
             decide(&mirror("other", Some("stop"), &[], false), &on),

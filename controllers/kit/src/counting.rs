@@ -106,3 +106,40 @@ mod tests {
         assert_eq!(n("PATCH", "409"), 1);
     }
 }
+
+/// A tower layer for the kube client that sends the caller's trace context as W3C
+/// `traceparent` with every request, so the API server's request span joins the controller's
+/// trace. kube's client buffers requests, but tower's buffer re-enters the caller's span around
+/// the inner call, so the current span here is the caller's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TraceLayer;
+
+impl<S> tower::Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+    fn layer(&self, inner: S) -> Trace<S> {
+        Trace { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct Trace<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Trace<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        rdd_process::telemetry::inject(req.headers_mut());
+        self.inner.call(req)
+    }
+}

@@ -113,6 +113,49 @@ pub fn elect(
     rx
 }
 
+/// The variable that turns election on: the namespace of the Lease (the chart sets it to the
+/// pod's namespace through the downward API). Unset on the desktop, where `rdd svc` runs one
+/// process per controller.
+pub const NAMESPACE_ENV: &str = "RDD_LEADER_ELECTION_NAMESPACE";
+
+/// How long a Lease stays valid without renewal (renewed every third of it).
+pub const DURATION: Duration = Duration::from_secs(15);
+
+/// Leader election for a controller process, when [`NAMESPACE_ENV`] is set: wait until this
+/// process holds Lease `name` (identity `POD_NAME`, else `HOSTNAME`, else the pid), then keep it
+/// in the background; a process that loses it exits with status 1, so it restarts from a fresh
+/// cache instead of reconciling beside the new leader, as controller-runtime does. Returns at
+/// once when election is off.
+pub async fn gate(client: &kube::Client, name: &str) -> Result<(), KitError> {
+    let Some(ns) = std::env::var(NAMESPACE_ENV).ok().filter(|s| !s.is_empty()) else {
+        return Ok(());
+    };
+    let me = ["POD_NAME", "HOSTNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| format!("pid-{}", std::process::id()));
+    tracing::info!(lease = %format!("{ns}/{name}"), identity = %me, "waiting for leadership");
+    let mut rx = elect(
+        Api::namespaced(client.clone(), &ns),
+        name.to_string(),
+        me,
+        DURATION,
+    );
+    rx.wait_for(|leading| *leading)
+        .await
+        .map_err(|_| KitError::Config("leader election stopped".into()))?;
+    tracing::info!(lease = %format!("{ns}/{name}"), "leading");
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            if !*rx.borrow() {
+                tracing::error!("lost the leader Lease; exiting so a fresh process takes over");
+                std::process::exit(1);
+            }
+        }
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

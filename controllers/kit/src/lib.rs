@@ -10,7 +10,8 @@
 //! - [`discovery`]: this process's entry in the controller-manager discovery ConfigMap.
 //! - [`runner`]: a kube-runtime `Controller` with predicates, instrumentation, backoff and
 //!   graceful shutdown.
-//! - [`counting`]: a client layer counting every API request (`rest_client_requests_total`).
+//! - [`counting`]: client layers counting every API request (`rest_client_requests_total`) and
+//!   sending the caller's trace context (`traceparent`).
 
 pub mod admin;
 pub mod apply;
@@ -55,7 +56,8 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client
 }
 
 /// [`client`] whose every request is counted in `metrics` (`rest_client_requests_total`), so a
-/// test or an operator can see what a controller costs the API server.
+/// test or an operator can see what a controller costs the API server, and carries the
+/// caller's trace context ([`counting::TraceLayer`]).
 pub async fn counted_client(
     kubeconfig: Option<&std::path::Path>,
     metrics: &metrics::Metrics,
@@ -76,5 +78,6 @@ pub async fn counted_client(
     let layer = counting::CountLayer::new(metrics.rest_client_requests.clone());
     Ok(kube::client::ClientBuilder::try_from(cfg)?
         .with_layer(&layer)
+        .with_layer(&counting::TraceLayer)
         .build())
 }

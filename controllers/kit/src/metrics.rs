@@ -2,7 +2,10 @@
 //! `controller_runtime_reconcile_total{controller,result}`,
 //! `controller_runtime_reconcile_errors_total{controller}`,
 //! `controller_runtime_reconcile_time_seconds{controller}`,
-//! `controller_runtime_active_workers{controller}`; and client-go's
+//! `controller_runtime_active_workers{controller}`, `controller_runtime_max_concurrent_reconciles`;
+//! client-go's workqueue names (`workqueue_depth`, `workqueue_adds_total`,
+//! `workqueue_queue_duration_seconds`, `workqueue_work_duration_seconds`, labelled `name` and
+//! `controller` as controller-runtime labels them); and client-go's
 //! `rest_client_requests_total{method,code}` for every API request the process makes
 //! ([`crate::counted_client`]).
 
@@ -26,6 +29,22 @@ pub struct ControllerLabels {
     pub controller: String,
 }
 
+/// controller-runtime labels its workqueue metrics with both `name` and `controller`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub name: String,
+    pub controller: String,
+}
+
+impl QueueLabels {
+    pub fn new(controller: &str) -> QueueLabels {
+        QueueLabels {
+            name: controller.to_string(),
+            controller: controller.to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RestLabels {
     pub method: String,
@@ -39,6 +58,18 @@ pub struct Metrics {
     pub reconcile_errors: Family<ControllerLabels, Counter>,
     pub reconcile_time: Family<ControllerLabels, Histogram>,
     pub active_workers: Family<ControllerLabels, Gauge>,
+    pub max_concurrent: Family<ControllerLabels, Gauge>,
+    pub queue_depth: Family<QueueLabels, Gauge>,
+    pub queue_adds: Family<QueueLabels, Counter>,
+    pub queue_duration: Family<QueueLabels, Histogram>,
+    pub work_duration: Family<QueueLabels, Histogram>,
+}
+
+/// Reconcile and queue latency buckets, 5 ms to a minute.
+fn latency() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
 }
 
 impl Default for Metrics {
@@ -52,12 +83,16 @@ impl Metrics {
         let mut registry = Registry::default();
         let reconcile_total = Family::<ResultLabels, Counter>::default();
         let reconcile_errors = Family::<ControllerLabels, Counter>::default();
-        let reconcile_time = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-            ])
-        });
+        let reconcile_time =
+            Family::<ControllerLabels, Histogram>::new_with_constructor(latency as fn() -> _);
         let active_workers = Family::<ControllerLabels, Gauge>::default();
+        let max_concurrent = Family::<ControllerLabels, Gauge>::default();
+        let queue_depth = Family::<QueueLabels, Gauge>::default();
+        let queue_adds = Family::<QueueLabels, Counter>::default();
+        let queue_duration =
+            Family::<QueueLabels, Histogram>::new_with_constructor(latency as fn() -> _);
+        let work_duration =
+            Family::<QueueLabels, Histogram>::new_with_constructor(latency as fn() -> _);
         let rest_client_requests = Family::<RestLabels, Counter>::default();
         registry.register(
             "rest_client_requests",
@@ -85,6 +120,31 @@ impl Metrics {
             "Number of currently used workers per controller",
             active_workers.clone(),
         );
+        registry.register(
+            "controller_runtime_max_concurrent_reconciles",
+            "Maximum number of concurrent reconciles per controller",
+            max_concurrent.clone(),
+        );
+        registry.register(
+            "workqueue_depth",
+            "Current depth of the workqueue",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "workqueue_adds",
+            "Total number of adds handled by the workqueue",
+            queue_adds.clone(),
+        );
+        registry.register(
+            "workqueue_queue_duration_seconds",
+            "How long in seconds an item stays in the workqueue before being requested",
+            queue_duration.clone(),
+        );
+        registry.register(
+            "workqueue_work_duration_seconds",
+            "How long in seconds processing an item from the workqueue takes",
+            work_duration.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             rest_client_requests,
@@ -92,6 +152,11 @@ impl Metrics {
             reconcile_errors,
             reconcile_time,
             active_workers,
+            max_concurrent,
+            queue_depth,
+            queue_adds,
+            queue_duration,
+            work_duration,
         }
     }
 

@@ -16,7 +16,71 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use crate::metrics::{ControllerLabels, Metrics, ResultLabels};
+use crate::metrics::{ControllerLabels, Metrics, QueueLabels, ResultLabels};
+
+/// The workqueue metrics of one controller. kube-runtime's scheduler is the queue but does not
+/// expose it, so the runner keeps its own view: a key is queued from the first wake (watch
+/// event or trigger) until its reconcile starts, and a wake of a key already queued is one add
+/// but no new entry, as client-go's dirty set. Keys whose wake never became a reconcile (the
+/// object vanished from the cache first) are dropped after [`Queue::STALE`].
+struct Queue {
+    labels: QueueLabels,
+    metrics: Arc<Metrics>,
+    queued: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+impl Queue {
+    const STALE: Duration = Duration::from_secs(600);
+
+    fn new(name: &str, metrics: Arc<Metrics>) -> Queue {
+        let labels = QueueLabels::new(name);
+        // Present from the start, so a dashboard shows an idle queue as 0, not as no data.
+        metrics.queue_depth.get_or_create(&labels).set(0);
+        metrics.queue_adds.get_or_create(&labels).inc_by(0);
+        Queue {
+            labels,
+            metrics,
+            queued: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Instant>> {
+        match self.queued.lock() {
+            Ok(q) => q,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn add(&self, key: String) {
+        self.metrics.queue_adds.get_or_create(&self.labels).inc();
+        let mut q = self.lock();
+        let now = Instant::now();
+        q.retain(|_, t| now.duration_since(*t) < Self::STALE);
+        q.entry(key).or_insert(now);
+        self.metrics
+            .queue_depth
+            .get_or_create(&self.labels)
+            .set(q.len() as i64);
+    }
+
+    fn start(&self, key: &str) {
+        let mut q = self.lock();
+        if let Some(t) = q.remove(key) {
+            self.metrics
+                .queue_duration
+                .get_or_create(&self.labels)
+                .observe(t.elapsed().as_secs_f64());
+        }
+        self.metrics
+            .queue_depth
+            .get_or_create(&self.labels)
+            .set(q.len() as i64);
+    }
+}
+
+fn queue_key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or_default())
+}
 
 /// Backoff after a failed reconcile: 1 s doubling to 5 minutes, per object.
 pub fn backoff(failures: u32) -> Duration {
@@ -129,19 +193,41 @@ pub async fn run_with_cache<K, S, C, E, F, Fut>(
     let failures: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> =
         Default::default();
     let wake_on_status = options.wake_on_status;
-    let stream = stream.predicate_filter(
-        move |o: &K| {
-            if wake_on_status {
-                predicates::resource_version(o)
-            } else {
-                wake_hash(o)
+    let queue = Arc::new(Queue::new(name, metrics.clone()));
+    let q = queue.clone();
+    let stream = stream
+        .predicate_filter(
+            move |o: &K| {
+                if wake_on_status {
+                    predicates::resource_version(o)
+                } else {
+                    wake_hash(o)
+                }
+            },
+            Default::default(),
+        )
+        .inspect(move |r| {
+            if let Ok(o) = r {
+                q.add(queue_key(o.meta().namespace.as_deref(), &o.name_any()));
             }
-        },
-        Default::default(),
-    );
+        });
     let labels = ControllerLabels {
         controller: name.to_string(),
     };
+    // kube-runtime's default: unbounded concurrency across objects, one at a time per object.
+    metrics.max_concurrent.get_or_create(&labels).set(0);
+    metrics.active_workers.get_or_create(&labels).set(0);
+    for result in ["success", "error", "requeue_after"] {
+        metrics
+            .reconcile_total
+            .get_or_create(&ResultLabels {
+                controller: name.to_string(),
+                result: result.into(),
+            })
+            .inc_by(0);
+    }
+    metrics.reconcile_errors.get_or_create(&labels).inc_by(0);
+    let q = queue.clone();
     let reconcile = Arc::new(reconcile);
     let m = metrics.clone();
     let f2 = failures.clone();
@@ -150,21 +236,27 @@ pub async fn run_with_cache<K, S, C, E, F, Fut>(
         let metrics = m.clone();
         let labels = labels.clone();
         let failures = f2.clone();
-        let span = tracing::info_span!("reconcile", controller = name, kind = %K::kind(&()), namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
+        let queue = q.clone();
+        let span = tracing::info_span!("reconcile", controller = name, kind = %K::kind(&()), namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(), result = tracing::field::Empty);
         async move {
+            let key = queue_key(obj.meta().namespace.as_deref(), &obj.name_any());
+            queue.start(&key);
             metrics.active_workers.get_or_create(&labels).inc();
             let started = Instant::now();
-            let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
             let result = reconcile(obj, ctx).await;
+            let took = started.elapsed().as_secs_f64();
+            metrics.reconcile_time.get_or_create(&labels).observe(took);
             metrics
-                .reconcile_time
-                .get_or_create(&labels)
-                .observe(started.elapsed().as_secs_f64());
+                .work_duration
+                .get_or_create(&queue.labels)
+                .observe(took);
             metrics.active_workers.get_or_create(&labels).dec();
             let outcome = match &result {
-                Ok(_) => "success",
+                Ok(a) if *a == Action::await_change() => "success",
+                Ok(_) => "requeue_after",
                 Err(_) => "error",
             };
+            tracing::Span::current().record("result", outcome);
             metrics
                 .reconcile_total
                 .get_or_create(&ResultLabels {
@@ -200,7 +292,10 @@ pub async fn run_with_cache<K, S, C, E, F, Fut>(
     };
     let mut controller = Controller::for_stream(stream, reader).shutdown_on_signal();
     for t in options.triggers {
-        controller = controller.reconcile_on(t);
+        let q = queue.clone();
+        controller = controller.reconcile_on(t.inspect(move |r| {
+            q.add(queue_key(r.namespace.as_deref(), &r.name));
+        }));
     }
     controller
         .run(wrapped, error_policy, ctx)

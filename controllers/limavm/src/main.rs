@@ -137,11 +137,12 @@ async fn run() -> anyhow::Result<()> {
         program: cfg.limactl.clone(),
         lima_home: cfg.lima_home.clone(),
     };
-    let client = rdd_kit::client(cfg.kubeconfig.as_deref()).await?;
-
     let metrics = Arc::new(rdd_kit::metrics::Metrics::new());
+    let client = rdd_kit::counted_client(cfg.kubeconfig.as_deref(), &metrics).await?;
     let health = rdd_kit::admin::Health::default();
     let admin = rdd_kit::admin::serve(cfg.admin_addr, metrics.clone(), health.clone()).await?;
+    // Liveness is served while a standby replica waits for the Lease.
+    rdd_kit::lease::gate(&client, "limavm-controller").await?;
     tracing::info!(%admin, "admin endpoint");
 
     if let Some(addr) = cfg.webhook_addr {

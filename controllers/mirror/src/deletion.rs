@@ -207,10 +207,12 @@ mod tests {
         let on = EngineState {
             ns: Some("ns".into()),
             connected: true,
+            wanted: true,
         };
         let off = EngineState {
             ns: Some("ns".into()),
             connected: false,
+            wanted: true,
         };
         assert_eq!(decide(&obj("x", &[FINALIZER], true), &on), Step::NotOurs);
         let unknown = EngineState::default();

@@ -18,6 +18,7 @@ pub mod app;
 pub mod deletion;
 pub mod gateway;
 pub mod labels;
+pub mod memory;
 pub mod objects;
 pub mod process;
 pub mod session;

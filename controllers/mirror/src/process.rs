@@ -150,6 +150,26 @@ pub struct Started<R: Resource<DynamicType = ()> + 'static> {
     pub store: Store<R>,
     pub state: watch::Receiver<EngineState>,
     pub shutdown: CancellationToken,
+    /// Tasks the process's shutdown waits for (see [`Started::spawn_awaited`]).
+    awaited: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+/// How long the shutdown waits for the engine session and the awaited tasks together (the
+/// supervisor sends SIGKILL 40 s after SIGTERM, `rdd svc` supervise.rs).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+impl<R: Resource<DynamicType = ()> + 'static> Started<R> {
+    /// Spawn a task whose end the process's shutdown awaits (bounded by [`SHUTDOWN_WAIT`]):
+    /// for work that undoes something outside the process when `shutdown` is cancelled (the
+    /// Docker CLI context), which a plain `tokio::spawn` would lose when `main` returns and
+    /// the runtime drops its tasks at their next await.
+    pub fn spawn_awaited(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        match self.awaited.lock() {
+            Ok(mut v) => v.push(handle),
+            Err(poisoned) => poisoned.into_inner().push(handle),
+        }
+    }
 }
 
 /// Parse flags and configuration, then run until SIGTERM/SIGINT.
@@ -188,6 +208,8 @@ where
     let gateway = crate::gateway::connect(&cfg.gateway_socket);
     let health = rdd_kit::admin::Health::default();
     let admin = rdd_kit::admin::serve(cfg.admin_addr, metrics.clone(), health.clone()).await?;
+    // Liveness is served while a standby replica waits for the Lease.
+    rdd_kit::lease::gate(&client, bin.name).await?;
     tracing::info!(%admin, gateway = %cfg.gateway_socket.display(), "{} starting", bin.name);
     // The App controller waits for the engine kinds whose processes say they run.
     if let Err(e) = rdd_kit::discovery::publish(
@@ -242,6 +264,7 @@ where
         store: store.clone(),
         state: state_rx,
         shutdown: shutdown.clone(),
+        awaited: Arc::default(),
     };
     let kind = Arc::new(make_kind(&started));
     let session = Session {
@@ -264,6 +287,7 @@ where
     };
     let session = tokio::spawn(session.run(app_rx, shutdown.clone()));
     let ctx = Arc::new(make_ctx(&started, kind));
+    let awaited = started.awaited.clone();
     health.set_ready(true);
     // Returns on SIGTERM/SIGINT (the kit's runner handles the signals).
     rdd_kit::runner::run_with_cache(
@@ -278,6 +302,19 @@ where
     .await;
     tracing::info!("shutting down");
     shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), session).await;
+    let tasks = match awaited.lock() {
+        Ok(mut v) => std::mem::take(&mut *v),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    };
+    let all = async move {
+        let _ = session.await;
+        futures::future::join_all(tasks).await;
+    };
+    if tokio::time::timeout(SHUTDOWN_WAIT, all).await.is_err() {
+        tracing::warn!(
+            seconds = SHUTDOWN_WAIT.as_secs(),
+            "the engine session or a shutdown task did not finish in time"
+        );
+    }
     Ok(())
 }

@@ -91,6 +91,9 @@ pub trait MirrorKind: Send + Sync + 'static {
 pub struct EngineState {
     pub ns: Option<String>,
     pub connected: bool,
+    /// The App wants the moby engine mirrored (running, moby, live), whether or not the
+    /// gateway is connected right now: the engine's "watcher" runs (controllers.md §4.14, §4.15).
+    pub wanted: bool,
 }
 
 pub struct Session<M> {
@@ -189,7 +192,7 @@ impl<M: MirrorKind> Session<M> {
                             continue;
                         }
                         Ended::Failed(reason) => {
-                            self.set_connected(Some(ns.clone()), false);
+                            self.set_connected(Some(ns.clone()), false, true);
                             let generation = current_generation(&app);
                             if let Err(e) = self
                                 .writer
@@ -211,7 +214,7 @@ impl<M: MirrorKind> Session<M> {
                     }
                 }
                 Wanted::Stopped { ns, generation } | Wanted::NotApplicable { ns, generation } => {
-                    self.set_connected(Some(ns.clone()), false);
+                    self.set_connected(Some(ns.clone()), false, false);
                     let terminal = if matches!(wanted, Wanted::Stopped { .. }) {
                         Synced::Stopped
                     } else {
@@ -262,7 +265,7 @@ impl<M: MirrorKind> Session<M> {
                     }
                 }
                 Wanted::Gone => {
-                    self.set_connected(None, false);
+                    self.set_connected(None, false, false);
                     if let Some(ns) = last_ns.clone()
                         && swept.as_deref() != Some(ns.as_str())
                     {
@@ -304,11 +307,12 @@ impl<M: MirrorKind> Session<M> {
         }
     }
 
-    fn set_connected(&self, ns: Option<String>, connected: bool) {
+    fn set_connected(&self, ns: Option<String>, connected: bool, wanted: bool) {
         self.state.send_if_modified(|s| {
             let new = EngineState {
                 ns: ns.clone(),
                 connected,
+                wanted,
             };
             if *s == new {
                 false
@@ -429,7 +433,7 @@ impl<M: MirrorKind> Session<M> {
                         {
                             synced = false;
                             retry_sync = None;
-                            self.set_connected(Some(ns.to_string()), false);
+                            self.set_connected(Some(ns.to_string()), false, true);
                             let generation = current_generation(app);
                             // Mirrors are kept (controllers.md §4.12).
                             if let Err(e) = self
@@ -450,7 +454,10 @@ impl<M: MirrorKind> Session<M> {
                                 // The next full sync covers it.
                                 continue;
                             }
-                            let span = tracing::debug_span!("event", action = %ev.action, id = %ev.actor_id, seq = ev.sequence);
+                            // A child of the gateway's span for the event: one trace from the
+                            // Docker event through the inspect to the mirror's API write.
+                            let span = tracing::info_span!("mirror.event", otel.kind = "consumer", kind = self.kind.plural(), namespace = %ns, docker.id = %ev.actor_id, action = %ev.action, docker.event.sequence = ev.sequence);
+                            rdd_process::telemetry::set_parent_from_traceparent(&span, &ev.traceparent);
                             if let Err(e) = self.kind.on_event(ns, ev).instrument(span).await {
                                 // Self-healing: the next event or resync repairs it.
                                 tracing::warn!(error = %e, "event handling failed");
@@ -500,7 +507,8 @@ impl<M: MirrorKind> Session<M> {
                 if !r.skipped.is_empty() {
                     tracing::warn!(skipped = ?r.skipped, "full sync skipped items (retried on the next sync)");
                 }
-                self.set_connected(Some(ns.to_string()), true);
+                crate::memory::release_free_memory();
+                self.set_connected(Some(ns.to_string()), true, true);
                 if let Err(e) = self.writer.write(generation, &Synced::Connected).await {
                     tracing::warn!(error = %e, "writing Connected");
                 }
@@ -508,7 +516,7 @@ impl<M: MirrorKind> Session<M> {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "full sync failed");
-                self.set_connected(Some(ns.to_string()), false);
+                self.set_connected(Some(ns.to_string()), false, true);
                 if let Err(e) = self
                     .writer
                     .write(

@@ -231,6 +231,8 @@ impl Env {
             .clone();
         let child = Command::new(sibling_bin(name))
             .env("HOME", self.home.path())
+            // The container-controller writes the instance's Docker context: never the caller's.
+            .env("DOCKER_CONFIG", self.home.path().join(".docker"))
             .env("RDD_INSTANCE", "e2e")
             .env("RDD_KUBECONFIG", &kubeconfig)
             .env("RDD_GATEWAY_SOCKET", &self.gw_socket)
