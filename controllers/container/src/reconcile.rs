@@ -729,6 +729,7 @@ mod tests {
         let on = EngineState {
             ns: Some("ns".into()),
             connected: true,
+            wanted: true,
         };
         let mut c = mirror("ns", Some("restart"), &[FINALIZER], false);
         c.annotations_mut().insert(CLAIM.into(), "restart".into());
