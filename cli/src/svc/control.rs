@@ -216,12 +216,25 @@ pub async fn wait_ready(inst: &Instance, timeout: Duration) -> anyhow::Result<()
         }
         if running_pid(inst).is_none() && start.elapsed() > Duration::from_secs(5) {
             anyhow::bail!(
-                "{:?} control plane is not running; see `rdd svc logs`",
-                inst.name()
+                "{:?} control plane is not running; see `rdd svc logs`{}",
+                inst.name(),
+                last_log_line(inst)
+                    .map(|l| format!(" (last line: {l})"))
+                    .unwrap_or_default()
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The last non-empty line of the service's stderr log: why a control plane that died at
+/// start-up died, in the error the user sees first.
+fn last_log_line(inst: &Instance) -> Option<String> {
+    let log = std::fs::read_to_string(inst.log_dir().join("rdd.stderr.log")).ok()?;
+    log.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
 }
 
 /// Why the control plane is not ready yet: a progress stage (1 API server, 2 controllers), or a
