@@ -187,7 +187,8 @@ pub async fn client(inst: &Instance) -> anyhow::Result<kube::Client> {
 /// `ready: "true"`.
 pub async fn wait_ready(inst: &Instance, timeout: Duration) -> anyhow::Result<()> {
     // Developer builds are rebuilt while a server runs; a release user upgrading rdd is not.
-    let check_version = !crate::argv::developer_mode();
+    // Checked once: the server answering the polls that follow is the same process.
+    let mut check_version = !crate::argv::developer_mode();
     let start = Instant::now();
     let mut said = 0;
     loop {
@@ -197,7 +198,7 @@ pub async fn wait_ready(inst: &Instance, timeout: Duration) -> anyhow::Result<()
                 inst.name()
             )));
         }
-        let stage = probe_ready(inst, check_version).await;
+        let stage = probe_ready(inst, &mut check_version).await;
         match stage {
             Ok(()) => return Ok(()),
             Err(Waiting::Fatal(e)) => return Err(e),
@@ -256,15 +257,17 @@ fn check_server_version(git_version: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn probe_ready(inst: &Instance, check_version: bool) -> Result<(), Waiting> {
+/// `check_version` is cleared once the server's version has been accepted.
+async fn probe_ready(inst: &Instance, check_version: &mut bool) -> Result<(), Waiting> {
     let Ok(c) = client(inst).await else {
         return Err(Waiting::Stage(1));
     };
-    if check_version {
+    if *check_version {
         let Ok(v) = c.apiserver_version().await else {
             return Err(Waiting::Stage(1));
         };
         check_server_version(&v.git_version).map_err(Waiting::Fatal)?;
+        *check_version = false;
     }
     let cms: Api<ConfigMap> = Api::namespaced(c, DISCOVERY_NAMESPACE);
     let Ok(cm) = cms.get(DISCOVERY_NAME).await else {

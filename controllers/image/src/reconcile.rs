@@ -21,7 +21,6 @@
 //! container is gone; other errors → retried with the runner's backoff.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -29,7 +28,7 @@ use kube::{Client, ResourceExt};
 use rdd_api::containers::Image;
 use rdd_kit::events::Recorder;
 use rdd_mirror::MirrorError;
-use rdd_mirror::deletion::{self, Removal, Step};
+use rdd_mirror::deletion::{self, Preamble, Removal};
 use rdd_mirror::session::EngineState;
 use rdd_proto::v1 as pb;
 use tokio::sync::watch;
@@ -57,21 +56,10 @@ pub async fn reconcile(img: Arc<Image>, ctx: Arc<Ctx>) -> Result<Action, Reconci
     let state = ctx.state.borrow().clone();
     let ns = img.namespace().unwrap_or_default();
     let api: Api<Image> = Api::namespaced(ctx.client.clone(), &ns);
-    match deletion::decide(&*img, &state) {
-        Step::NotOurs | Step::Nothing => return Ok(Action::await_change()),
-        Step::ReportForeign(f) => {
-            tracing::warn!(finalizers = ?f, "mirror held by finalizers that are not ours");
-            return Ok(Action::await_change());
-        }
-        Step::Wait | Step::Forward => {}
-    }
-    if deletion::namespace_terminating(&ctx.client, &ns).await? {
-        tracing::info!("namespace terminating: mirror released without a Docker call");
-        deletion::release_finalizer(&api, &*img).await?;
-        return Ok(Action::await_change());
-    }
-    if !state.connected {
-        return Ok(Action::requeue(Duration::from_secs(5)));
+    if let Preamble::Done(action) =
+        deletion::before_removal(&ctx.client, &api, &*img, &state).await?
+    {
+        return Ok(action);
     }
     let removal = remove(&ctx.images, img.status.as_ref()).await?;
     let conds = img

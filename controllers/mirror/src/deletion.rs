@@ -82,6 +82,50 @@ pub async fn namespace_terminating(client: &Client, ns: &str) -> Result<bool, Mi
     })
 }
 
+/// Where [`before_removal`] left a reconcile.
+#[derive(Debug)]
+pub enum Preamble {
+    /// Nothing (more) to do in this pass: return this action.
+    Done(Action),
+    /// Deleting with our finalizer, NS live, engine connected: the kind's Docker removal is next.
+    Remove,
+}
+
+/// The rows of the first table that come before any Docker call, for every mirror kind: not
+/// ours, live, foreign finalizers (reported), NS terminating or gone (released without a Docker
+/// call), not connected (wait).
+pub async fn before_removal<K>(
+    client: &Client,
+    api: &Api<K>,
+    obj: &K,
+    state: &EngineState,
+) -> Result<Preamble, MirrorError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match decide(obj, state) {
+        Step::NotOurs | Step::Nothing => return Ok(Preamble::Done(Action::await_change())),
+        Step::ReportForeign(f) => {
+            tracing::warn!(finalizers = ?f, "mirror held by finalizers that are not ours");
+            return Ok(Preamble::Done(Action::await_change()));
+        }
+        Step::Wait | Step::Forward => {}
+    }
+    let ns = obj.meta().namespace.clone().unwrap_or_default();
+    if namespace_terminating(client, &ns).await? {
+        tracing::info!("namespace terminating: mirror released without a Docker call");
+        release_finalizer(api, obj).await?;
+        return Ok(Preamble::Done(Action::await_change()));
+    }
+    if !state.connected {
+        return Ok(Preamble::Done(Action::requeue(WAIT)));
+    }
+    Ok(Preamble::Remove)
+}
+
+/// How long a pending deletion waits for the engine session (NS unknown or not connected).
+pub const WAIT: Duration = Duration::from_secs(5);
+
 /// How a kind's Docker removal ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Removal {

@@ -18,7 +18,6 @@
 //! container is gone; other errors → retried with the runner's backoff.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -26,7 +25,7 @@ use kube::{Client, ResourceExt};
 use rdd_api::containers::Volume;
 use rdd_kit::events::Recorder;
 use rdd_mirror::MirrorError;
-use rdd_mirror::deletion::{self, Removal, Step};
+use rdd_mirror::deletion::{self, Preamble, Removal};
 use rdd_mirror::gateway::Gateway;
 use rdd_mirror::session::EngineState;
 use rdd_proto::v1 as pb;
@@ -54,21 +53,10 @@ pub async fn reconcile(vol: Arc<Volume>, ctx: Arc<Ctx>) -> Result<Action, Reconc
     let state = ctx.state.borrow().clone();
     let ns = vol.namespace().unwrap_or_default();
     let api: Api<Volume> = Api::namespaced(ctx.client.clone(), &ns);
-    match deletion::decide(&*vol, &state) {
-        Step::NotOurs | Step::Nothing => return Ok(Action::await_change()),
-        Step::ReportForeign(f) => {
-            tracing::warn!(finalizers = ?f, "mirror held by finalizers that are not ours");
-            return Ok(Action::await_change());
-        }
-        Step::Wait | Step::Forward => {}
-    }
-    if deletion::namespace_terminating(&ctx.client, &ns).await? {
-        tracing::info!("namespace terminating: mirror released without a Docker call");
-        deletion::release_finalizer(&api, &*vol).await?;
-        return Ok(Action::await_change());
-    }
-    if !state.connected {
-        return Ok(Action::requeue(Duration::from_secs(5)));
+    if let Preamble::Done(action) =
+        deletion::before_removal(&ctx.client, &api, &*vol, &state).await?
+    {
+        return Ok(action);
     }
     let name = vol
         .status
