@@ -41,7 +41,7 @@ fn equal_to_docker(env: &Env, m: &BTreeMap<String, Container>) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r_eng_l3_fifty_containers_in_mixed_states_then_the_event_path() {
+async fn r_eng_l3_r_eng_d3_fifty_containers_in_mixed_states_then_the_event_path() {
     let mut env = Env::start().await;
     let mut ids = Vec::new();
     for i in 0..50 {
