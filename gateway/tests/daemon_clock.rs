@@ -112,8 +112,10 @@ async fn serve(mut conn: UnixStream, seen: Arc<Mutex<Seen>>, mut emit: watch::Re
             events(&mut conn, &since, &mut emit).await;
             return;
         } else {
+            let body = r#"{"message":"not stood in"}"#;
             let msg = format!(
-                "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n{{\"message\":\"not stood in\"}}"
+                "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
             );
             if conn.write_all(msg.as_bytes()).await.is_err() {
                 return;
