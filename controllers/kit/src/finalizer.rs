@@ -147,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn r_eng_s6_never_adds_to_a_terminating_object() {
+    fn r_eng_s6_r_eng_t9_never_adds_to_a_terminating_object() {
         assert_eq!(plan(&cm(&[], false), "a/b"), Plan::Add);
         assert_eq!(plan(&cm(&["a/b"], false), "a/b"), Plan::Present);
         assert_eq!(plan(&cm(&[], true), "a/b"), Plan::Gone);
