@@ -37,7 +37,7 @@ start_logged() {
   local name="$1" script="$2"
   shift 2
   local id
-  id="$(docker run -d --name "$name" --label "$(rdd_docker_label)" "$@" "$IMAGE" sh -c "$script")"
+  id="$(docker run -d --name "$(rdd_docker_name "$name")" --label "$(rdd_docker_label)" "$@" "$IMAGE" sh -c "$script")"
   try --max 60 --delay 0.5 rdd ctl get container "$id" -n "$NS" >/dev/null
   echo "$id"
 }

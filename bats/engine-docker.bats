@@ -25,9 +25,10 @@ teardown_file() { rdd_teardown_file; }
 LABEL_ARGS=()
 setup() { LABEL_ARGS=(--label "$(rdd_docker_label)"); }
 
-# A running container of the test image, by name; prints its full ID.
+# A running container of the test image named after NAME (rdd_docker_name); prints its full ID.
 run_container() {
-  local name="$1"
+  local name
+  name="$(rdd_docker_name "$1")"
   shift
   docker run -d --name "$name" "${LABEL_ARGS[@]}" "$@" "$IMAGE" sleep 600
 }
@@ -55,7 +56,7 @@ act() {
   echo "$id" >"$BATS_FILE_TMPDIR/lifecycle"
   wait_mirror "$id"
   wait_status "$id" running
-  assert_equal "$(ctr "$id" .status.name)" "test-lifecycle"
+  assert_equal "$(ctr "$id" .status.name)" "$(rdd_docker_name test-lifecycle)"
   assert_equal "$(ctr "$id" .status.lastAction)" ""
 }
 
@@ -207,7 +208,7 @@ YAML
     assert_success
     assert_output ""
   done
-  DOCKER_HOST="$RDD_HOST_DOCKER" docker rm -f left-running
+  DOCKER_HOST="$RDD_HOST_DOCKER" docker rm -f "$(rdd_docker_name left-running)"
 }
 
 @test "rdd set running=false returns promptly when already stopped" {

@@ -1,5 +1,5 @@
 # `rdd svc start`: rotation of the service logs and RDD_LOG_TITLE (cli.md §2.2), and the server
-# version check of readiness (cli.md §3.3). Control plane `app` only.
+# version check of readiness (cli.md §3.3), a serve that dies at start-up. Control plane `app` only.
 
 load helpers/rdd
 
@@ -60,4 +60,24 @@ restart() {
   run rdd ctl version -o json
   assert_success
   assert_output --partial "-rdd."
+}
+
+@test "a control plane that dies at start-up is reported at once with its exit status and last log line" {
+  local lock holder
+  rdd svc stop
+  # Another process holds the instance lock: the new serve exits at once.
+  lock="$(rdd svc paths dir)/rdd.lock"
+  python3 -c 'import fcntl, sys, time
+f = open(sys.argv[1], "a")
+fcntl.flock(f, fcntl.LOCK_EX)
+time.sleep(600)' "$lock" &
+  holder=$!
+  while flock -n "$lock" true; do sleep 0.1; done
+  run rdd svc start --log-level=info
+  kill "$holder"
+  assert_failure
+  assert_output --partial "control plane is not running (exit status: 1)"
+  assert_output --partial "is already running"
+  refute_output --partial "client error (Connect)"
+  rdd svc start
 }

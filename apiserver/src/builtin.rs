@@ -108,6 +108,12 @@ pub fn schemas() -> Schemas {
             &mut roots,
             k("apps", "v1", "Deployment"),
         );
+        // The chart's docker-gateway runs one pod per node (charts/rdd, templates/gateway.yaml).
+        add::<k8s_openapi::api::apps::v1::DaemonSet>(
+            &mut generator,
+            &mut roots,
+            k("apps", "v1", "DaemonSet"),
+        );
         add::<k8s_openapi::api::core::v1::Service>(
             &mut generator,
             &mut roots,
@@ -326,6 +332,12 @@ fn annotate(c: &mut BTreeMap<String, Value>) {
         ),
         (
             "io.k8s.api.apps.v1.DeploymentStatus",
+            "conditions",
+            &["type"][..],
+            "type",
+        ),
+        (
+            "io.k8s.api.apps.v1.DaemonSetStatus",
             "conditions",
             &["type"][..],
             "type",
@@ -708,6 +720,14 @@ pub fn resources(schemas: &Schemas) -> Vec<Resource> {
             true,
             &["deploy"][..],
         ),
+        (
+            "apps",
+            "daemonsets",
+            "daemonset",
+            "DaemonSet",
+            true,
+            &["ds"][..],
+        ),
         ("", "services", "service", "Service", true, &["svc"][..]),
         (
             "policy",
@@ -728,7 +748,10 @@ pub fn resources(schemas: &Schemas) -> Vec<Resource> {
             short,
             Flavor::Stored,
         );
-        if matches!(kind, "Deployment" | "Service" | "PodDisruptionBudget") {
+        if matches!(
+            kind,
+            "Deployment" | "DaemonSet" | "Service" | "PodDisruptionBudget"
+        ) {
             r.subresources = vec!["status".into()];
         }
         if kind == "PodDisruptionBudget" {
@@ -764,7 +787,7 @@ pub fn resources(schemas: &Schemas) -> Vec<Resource> {
         if kind.ends_with("WebhookConfiguration") {
             r.flavor = Flavor::WebhookConfig;
         }
-        if kind == "Deployment" {
+        if matches!(kind, "Deployment" | "DaemonSet") {
             r.tracks_generation = true;
             r.categories = vec!["all".into()];
         }

@@ -45,8 +45,8 @@ pub enum Flavor {
     PolicyBinding,
     /// admissionregistration.k8s.io/v1 Mutating- and ValidatingWebhookConfiguration.
     WebhookConfig,
-    /// Built-ins that are only stored and validated (RBAC, Deployments, Services): nothing
-    /// runs them.
+    /// Built-ins that are only stored and validated (RBAC, Deployments, DaemonSets, Services):
+    /// nothing runs them.
     Stored,
     /// Create-only reviews answered from the request's identity, never stored.
     SelfSubjectReview,

@@ -58,6 +58,11 @@ rdd_require_binaries() {
 # The label every Docker object a file creates carries; teardown removes what has it.
 rdd_docker_label() { echo "rdd-bats=$RDD_INSTANCE"; }
 
+# rdd_docker_name NAME: a Docker object name unique to this run of this file. Docker names are
+# global to the daemon, so a fixed name collides with a container of the same name that is not
+# ours, or with one an interrupted earlier run left behind.
+rdd_docker_name() { echo "$RDD_INSTANCE-${RDD_BATS_HOME##*.}-$1"; }
+
 rdd_setup_file() {
   rdd_require_binaries || return 1
   local name
@@ -88,6 +93,9 @@ rdd_setup_file() {
   # socket by the files that talk to the instance engine.
   RDD_HOST_DOCKER="${RDD_HOST_DOCKER:-unix:///var/run/docker.sock}"
   export RDD_HOST_DOCKER
+  # What an earlier, interrupted run of this file left behind carries this file's label: it is
+  # ours to remove, and nothing else is touched.
+  rdd_remove_docker_objects
 }
 
 # Processes this file's instance started and that outlived `rdd svc delete` (a test that

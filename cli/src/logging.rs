@@ -72,9 +72,17 @@ pub fn init_with_otlp(
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    // rdd's own messages at the chosen level; the libraries' chatter only from warn on.
+    // rdd's own messages at the chosen level; the libraries' chatter only from warn on. kube's
+    // client logs every failed request at error level, although the caller gets the error and
+    // reports it (or, polling for a server that is still starting, expects it): those lines are
+    // left to debug and trace.
+    let quiet_kube = if matches!(level, "debug" | "trace") {
+        ""
+    } else {
+        ",kube_client::client::builder=off"
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "warn,rdd={level},rdd_kit={level},rdd_process={level},rdd_apiserver={level}"
+        "warn,rdd={level},rdd_kit={level},rdd_process={level},rdd_apiserver={level}{quiet_kube}"
     ))
     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let fmt = tracing_subscriber::fmt::layer()

@@ -13,12 +13,15 @@ pub struct GatewayConfig {
     pub docker_host: String,
     /// The gRPC Unix socket the gateway serves on (created with mode 0600).
     pub socket: PathBuf,
-    /// Optional plain TCP listener for the gRPC service (cluster deployments put TLS in front or
-    /// set `tls_cert`/`tls_key`).
+    /// Optional TCP listener for the gRPC service (cluster deployments: the controllers of the
+    /// node reach their gateway over it, with mutual TLS).
     pub listen_addr: Option<SocketAddr>,
     /// PEM certificate and key for `listen_addr`; both or neither.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): when set, `listen_addr` accepts only clients presenting a
+    /// certificate signed by one of them (mutual TLS); needs `tls_cert`/`tls_key`.
+    pub tls_client_ca: Option<PathBuf>,
     /// `/healthz`, `/readyz`, `/metrics`.
     pub admin_addr: SocketAddr,
     /// tracing `EnvFilter` syntax.
@@ -42,6 +45,7 @@ impl GatewayConfig {
             listen_addr: None,
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: None,
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log_level: "info".into(),
             otlp_endpoint: None,
@@ -65,6 +69,9 @@ impl GatewayConfig {
         if self.tls_cert.is_some() && self.listen_addr.is_none() {
             return Err("tls_cert/tls_key need listen_addr".into());
         }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err("tls_client_ca needs tls_cert and tls_key".into());
+        }
         crate::engine::Endpoint::parse(&self.docker_host).map(|_| ())
     }
 }
@@ -75,7 +82,9 @@ given by --config or RDD_CONFIG; RDD_* environment variables; then flags. Keys (
 variable in brackets): docker_host [RDD_DOCKER_HOST] Docker endpoint, default \
 unix://<short dir>/docker.sock; socket [RDD_SOCKET] gRPC Unix socket, default \
 <instance dir>/docker-gateway.sock; listen_addr [RDD_LISTEN_ADDR] optional TCP listener; tls_cert, \
-tls_key [RDD_TLS_CERT, RDD_TLS_KEY] PEM files for it; admin_addr [RDD_ADMIN_ADDR] /healthz /readyz \
+tls_key [RDD_TLS_CERT, RDD_TLS_KEY] PEM certificate and key for it; tls_client_ca \
+[RDD_TLS_CLIENT_CA] PEM CA: with it, TCP clients must present a certificate it signed (mutual \
+TLS); admin_addr [RDD_ADMIN_ADDR] /healthz /readyz \
 /metrics, default 127.0.0.1:0; log_level [RDD_LOG_LEVEL] default info; otlp_endpoint \
 [RDD_OTLP_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT] OTLP/gRPC trace export; subscriber_buffer \
 [RDD_SUBSCRIBER_BUFFER] default 1024; docker_timeout_seconds [RDD_DOCKER_TIMEOUT_SECONDS] default \

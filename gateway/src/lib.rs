@@ -41,8 +41,35 @@ pub enum GatewayError {
     },
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
-    #[error("TLS files: {0}")]
-    Tls(std::io::Error),
+    #[error("TLS file {path}: {source}")]
+    Tls {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The TLS configuration of the TCP listener: the server identity, and with `tls_client_ca` the
+/// CA every client certificate must chain to (a client without one, or with one from another
+/// CA, fails the handshake).
+fn server_tls(
+    cfg: &GatewayConfig,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, GatewayError> {
+    let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|source| GatewayError::Tls {
+            path: p.display().to_string(),
+            source,
+        })
+    };
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(read(cert)?, read(key)?),
+    );
+    if let Some(ca) = &cfg.tls_client_ca {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
 }
 
 /// Serve until `shutdown` is cancelled; subscriber streams are ended so shutdown is prompt.
@@ -121,11 +148,7 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> Result<(), 
     let mut servers = tokio::task::JoinSet::new();
     if let Some(addr) = cfg.listen_addr {
         let mut b = tonic::transport::Server::builder();
-        if let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) {
-            let cert = std::fs::read(cert).map_err(GatewayError::Tls)?;
-            let key = std::fs::read(key).map_err(GatewayError::Tls)?;
-            let tls = tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(cert, key));
+        if let Some(tls) = server_tls(&cfg)? {
             b = b.tls_config(tls)?;
         }
         let router = b
@@ -137,7 +160,12 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> Result<(), 
                 .serve_with_shutdown(addr, async move { stop.cancelled().await })
                 .await
         });
-        tracing::info!(%addr, "serving gRPC over TCP");
+        tracing::info!(
+            %addr,
+            tls = cfg.tls_cert.is_some(),
+            client_certificates = cfg.tls_client_ca.is_some(),
+            "serving gRPC over TCP"
+        );
     }
     let router = tonic::transport::Server::builder()
         .add_service(health_service)

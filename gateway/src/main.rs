@@ -30,6 +30,18 @@ struct Args {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen_addr: Option<SocketAddr>,
+    /// PEM certificate of the TCP listener (with --tls-key).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the TCP listener.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA: TCP clients must present a certificate it signed (mutual TLS).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_client_ca: Option<PathBuf>,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

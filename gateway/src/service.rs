@@ -46,7 +46,10 @@ pub struct Gateway {
     pub shutdown: CancellationToken,
 }
 
-fn span(method: &'static str, meta: &MetadataMap) -> tracing::Span {
+/// The span of one call; `id` is the Docker object the call names (container ID, image
+/// reference, volume name), recorded as `docker.id` like on the `docker.event` spans, so an
+/// object's calls and events can be found together.
+fn span(method: &'static str, meta: &MetadataMap, id: Option<&str>) -> tracing::Span {
     let span = tracing::info_span!(
         "grpc",
         otel.name = method,
@@ -55,7 +58,11 @@ fn span(method: &'static str, meta: &MetadataMap) -> tracing::Span {
         rpc.service = SERVICE,
         rpc.method = method,
         rpc.grpc.status_code = tracing::field::Empty,
+        docker.id = tracing::field::Empty,
     );
+    if let Some(id) = id.filter(|id| !id.is_empty()) {
+        span.record("docker.id", id);
+    }
     rdd_process::telemetry::set_parent_from(&span, &meta.clone().into_headers());
     span
 }
@@ -88,9 +95,10 @@ impl Gateway {
         &self,
         method: &'static str,
         meta: &MetadataMap,
+        id: Option<String>,
         f: impl Future<Output = Result<T, Status>>,
     ) -> Result<Response<T>, Status> {
-        let span = span(method, meta);
+        let span = span(method, meta, id.as_deref());
         self.metrics.rpc_started(SERVICE, method, "unary");
         let start = Instant::now();
         let r = f.instrument(span.clone()).await;
@@ -160,7 +168,7 @@ fn conn_proto(st: &ConnState, endpoint: &str) -> pb::ConnectionState {
 #[tonic::async_trait]
 impl pb::docker_gateway_server::DockerGateway for Gateway {
     async fn ping(&self, req: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
-        self.unary("Ping", req.metadata(), async {
+        self.unary("Ping", req.metadata(), None, async {
             self.engine
                 .call("ping", |d| async move { d.ping().await })
                 .await?;
@@ -176,7 +184,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
     }
 
     async fn info(&self, req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
-        self.unary("Info", req.metadata(), async {
+        self.unary("Info", req.metadata(), None, async {
             let v = self
                 .engine
                 .call("version", |d| async move { d.version().await })
@@ -213,7 +221,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         &self,
         req: Request<WatchConnectionRequest>,
     ) -> Result<Response<Self::WatchConnectionStream>, Status> {
-        let _span = span("WatchConnection", req.metadata()).entered();
+        let _span = span("WatchConnection", req.metadata(), None).entered();
         let endpoint = self.engine.endpoint().to_string();
         let s = WatchStream::new(self.engine.state()).map(move |st| Ok(conn_proto(&st, &endpoint)));
         self.stream_started("WatchConnection", Ok(Box::pin(s)))
@@ -224,7 +232,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("ListContainers", &meta, async {
+        self.unary("ListContainers", &meta, None, async {
             let opts = ListContainersOptions {
                 all: r.all,
                 filters: label_filters(&r.label),
@@ -248,7 +256,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<ContainerRef>,
     ) -> Result<Response<pb::Container>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("InspectContainer", &meta, async {
+        self.unary("InspectContainer", &meta, Some(r.id.clone()), async {
             require("id", &r.id)?;
             let c = self
                 .engine
@@ -266,7 +274,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<ContainerRef>,
     ) -> Result<Response<ActionResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("StartContainer", &meta, async {
+        self.unary("StartContainer", &meta, Some(r.id.clone()), async {
             require("id", &r.id)?;
             self.engine
                 .call("container_start", |d| async move {
@@ -283,7 +291,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<StopContainerRequest>,
     ) -> Result<Response<ActionResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("StopContainer", &meta, async {
+        self.unary("StopContainer", &meta, Some(r.id.clone()), async {
             require("id", &r.id)?;
             let t = timeout_arg(r.timeout_seconds)?;
             self.engine
@@ -302,7 +310,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<StopContainerRequest>,
     ) -> Result<Response<ActionResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("RestartContainer", &meta, async {
+        self.unary("RestartContainer", &meta, Some(r.id.clone()), async {
             require("id", &r.id)?;
             let t = timeout_arg(r.timeout_seconds)?;
             self.engine
@@ -321,7 +329,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<KillContainerRequest>,
     ) -> Result<Response<ActionResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("KillContainer", &meta, async {
+        self.unary("KillContainer", &meta, Some(r.id.clone()), async {
             require("id", &r.id)?;
             let signal = if r.signal.is_empty() {
                 "SIGKILL".to_string()
@@ -353,7 +361,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<ContainerRef>,
     ) -> Result<Response<ActionResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("PauseContainer", &meta, async {
+        self.unary("PauseContainer", &meta, Some(r.id.clone()), async {
             require("id", &r.id)?;
             self.engine
                 .call("container_pause", |d| async move {
@@ -370,7 +378,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<ContainerRef>,
     ) -> Result<Response<ActionResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("UnpauseContainer", &meta, async {
+        self.unary("UnpauseContainer", &meta, Some(r.id.clone()), async {
             require("id", &r.id)?;
             self.engine
                 .call("container_unpause", |d| async move {
@@ -387,7 +395,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<RemoveContainerRequest>,
     ) -> Result<Response<ActionResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("RemoveContainer", &meta, async {
+        self.unary("RemoveContainer", &meta, Some(r.id.clone()), async {
             require("id", &r.id)?;
             let opts = RemoveContainerOptions {
                 v: r.volumes,
@@ -411,7 +419,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<ContainerLogsRequest>,
     ) -> Result<Response<Self::ContainerLogsStream>, Status> {
         let (meta, _, r) = req.into_parts();
-        let span = span("ContainerLogs", &meta);
+        let span = span("ContainerLogs", &meta, Some(&r.id));
         let setup = (|| {
             require("id", &r.id)?;
             if r.since < 0 || r.since > i64::from(i32::MAX) {
@@ -464,7 +472,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("ListImages", &meta, async {
+        self.unary("ListImages", &meta, None, async {
             let opts = ListImagesOptions {
                 all: r.all,
                 filters: label_filters(&r.label),
@@ -486,7 +494,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
 
     async fn inspect_image(&self, req: Request<ImageRef>) -> Result<Response<pb::Image>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("InspectImage", &meta, async {
+        self.unary("InspectImage", &meta, Some(r.reference.clone()), async {
             require("reference", &r.reference)?;
             let i = self
                 .engine
@@ -504,7 +512,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<ImageRef>,
     ) -> Result<Response<RemoveImageResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("RemoveImage", &meta, async {
+        self.unary("RemoveImage", &meta, Some(r.reference.clone()), async {
             require("reference", &r.reference)?;
             // Never forced, parents kept (R-ENG-S3): removing a tag untags only that tag.
             let opts = RemoveImageOptions {
@@ -531,7 +539,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<ListVolumesRequest>,
     ) -> Result<Response<ListVolumesResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("ListVolumes", &meta, async {
+        self.unary("ListVolumes", &meta, None, async {
             let opts = ListVolumesOptions {
                 filters: label_filters(&r.label),
             };
@@ -561,7 +569,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<VolumeRef>,
     ) -> Result<Response<pb::Volume>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("InspectVolume", &meta, async {
+        self.unary("InspectVolume", &meta, Some(r.name.clone()), async {
             require("name", &r.name)?;
             let v = self
                 .engine
@@ -579,7 +587,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<RemoveVolumeRequest>,
     ) -> Result<Response<ActionResponse>, Status> {
         let (meta, _, r) = req.into_parts();
-        self.unary("RemoveVolume", &meta, async {
+        self.unary("RemoveVolume", &meta, Some(r.name.clone()), async {
             require("name", &r.name)?;
             let opts = RemoveVolumeOptions { force: r.force };
             self.engine
@@ -599,7 +607,7 @@ impl pb::docker_gateway_server::DockerGateway for Gateway {
         req: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let (meta, _, r) = req.into_parts();
-        let span = span("Subscribe", &meta);
+        let span = span("Subscribe", &meta, None);
         let setup = async {
             match Filter::new(r.types, r.actions, &r.label_selector) {
                 Err(e) => Err(Status::invalid_argument(e)),

@@ -97,4 +97,23 @@ async fn a_call_with_traceparent_yields_a_child_span_exported_over_otlp() {
         "status code recorded: {:?}",
         span.span.attributes
     );
+    // The object the call names, under the attribute the docker.event spans use.
+    let id = span
+        .span
+        .attributes
+        .iter()
+        .find(|a| a.key == "docker.id")
+        .and_then(|a| a.value.as_ref())
+        .and_then(|v| match &v.value {
+            Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                Some(s.clone())
+            }
+            _ => None,
+        });
+    assert_eq!(
+        id.as_deref(),
+        Some("rdd-trace-test-no-such-container"),
+        "{:?}",
+        span.span.attributes
+    );
 }

@@ -5,9 +5,14 @@
 //! - [`DockerProxy`]: a Unix-socket proxy between a process under test and Docker that counts
 //!   connections and requests and can be killed and restarted, to cut the connection without
 //!   touching the daemon;
-//! - [`Scope`]: a unique label for what one test creates, and removal of exactly that.
+//! - [`Scope`]: a unique label for what one test creates, and removal of exactly that;
+//! - [`MirrorControllers`]: starting the mirror controllers under their own identities, scoped to
+//!   the test's label.
 
+pub mod kinds;
 pub mod otlp;
+
+pub use kinds::{MirrorControllers, free_port};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

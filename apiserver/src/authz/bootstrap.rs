@@ -113,7 +113,7 @@ pub fn default_objects() -> Vec<Value> {
             json!([
                 {"apiGroups": [""], "resources": ["configmaps", "secrets", "serviceaccounts", "services"], "verbs": WRITE},
                 {"apiGroups": [""], "resources": ["secrets"], "verbs": READ},
-                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": WRITE},
+                {"apiGroups": ["apps"], "resources": ["deployments", "daemonsets"], "verbs": WRITE},
                 {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": WRITE},
                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ([READ, WRITE].concat())},
             ]),
@@ -124,7 +124,7 @@ pub fn default_objects() -> Vec<Value> {
             json!([
                 {"apiGroups": [""], "resources": ["configmaps", "events", "serviceaccounts", "services", "services/status", "namespaces", "namespaces/status"], "verbs": READ},
                 {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": READ},
-                {"apiGroups": ["apps"], "resources": ["deployments", "deployments/status"], "verbs": READ},
+                {"apiGroups": ["apps"], "resources": ["deployments", "deployments/status", "daemonsets", "daemonsets/status"], "verbs": READ},
                 {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"], "verbs": READ},
             ]),
         ),

@@ -42,9 +42,12 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ffi::ErrorCode;
         match e.sqlite_error_code() {
-            Some(ErrorCode::DiskFull) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::ReadOnly) => {
-                StoreError::Unavailable(e.to_string())
-            }
+            // The file system refuses (full, read-only, immutable, failing): not a bug of ours,
+            // and writes work again once it accepts them (503, not 500; control-plane.md CP-147).
+            Some(ErrorCode::DiskFull)
+            | Some(ErrorCode::CannotOpen)
+            | Some(ErrorCode::ReadOnly)
+            | Some(ErrorCode::SystemIoFailure) => StoreError::Unavailable(e.to_string()),
             _ => StoreError::Internal(e.to_string()),
         }
     }

@@ -68,8 +68,34 @@ pub struct Store {
     pub hub: Arc<Hub>,
 }
 
+/// SQLite's `unix-excl` VFS: the WAL index lives in this process's heap instead of a
+/// memory-mapped `-shm` file. With the mapping, a store into a page the kernel refuses to make
+/// writable kills the process with SIGBUS instead of failing a call: ext4 does so for a file
+/// made immutable (`chattr +i`, the read-only fault test saw the server die of signal 7), and a
+/// file system gone read-only or shut down behaves alike. Through the heap index those writes
+/// fail as I/O errors (503) and the server lives on. The price: no other process may open the
+/// database while the server runs, which `rdd.lock` already ensures.
+#[cfg(unix)]
+const VFS: Option<&str> = Some("unix-excl");
+#[cfg(not(unix))]
+const VFS: Option<&str> = None;
+
+fn open_with(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    Ok(match VFS {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs)?,
+        None => Connection::open_with_flags(path, flags)?,
+    })
+}
+
 fn open_rw(path: &Path, sync_full: bool) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
+    // Connection::open's flags.
+    let conn = open_with(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
@@ -82,7 +108,9 @@ fn open_rw(path: &Path, sync_full: bool) -> Result<Connection, StoreError> {
 }
 
 fn open_ro(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
+    // The same VFS as the writer: the readers share its heap WAL index (one per file and
+    // process), which a reader on another VFS could not see.
+    let conn = open_with(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;

@@ -8,3 +8,12 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- define "rdd.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
+
+
+{{- /* Non-empty when a mirror controller (container, image, volume) is enabled: they need the
+docker-gateway DaemonSet. */}}
+{{- define "rdd.gatewayNeeded" -}}
+{{- range $name := list "container" "image" "volume" }}
+{{- if index $.Values.controllers $name }}yes{{ end }}
+{{- end }}
+{{- end -}}

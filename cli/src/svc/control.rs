@@ -78,7 +78,7 @@ fn is_serve(pid: i32) -> bool {
     cmdline.split(|b| *b == 0).any(|a| a == b"serve")
 }
 
-/// The pid of the running `serve`, removing a stale pid file.
+/// The pid of the running `serve`.
 pub fn running_pid(inst: &Instance) -> Option<i32> {
     let pid_file = inst.dir().join("rdd.pid");
     let pid: i32 = std::fs::read_to_string(&pid_file)
@@ -86,12 +86,9 @@ pub fn running_pid(inst: &Instance) -> Option<i32> {
         .trim()
         .parse()
         .ok()?;
-    if pid > 0 && is_serve(pid) {
-        Some(pid)
-    } else {
-        let _ = std::fs::remove_file(&pid_file);
-        None
-    }
+    // A stale file is left alone: a reader that removed it could remove the file a new serve
+    // wrote between the read and the removal; the next serve overwrites it anyway.
+    (pid > 0 && is_serve(pid)).then_some(pid)
 }
 
 pub fn create(inst: &Instance, flags: &ServeFlags) -> anyhow::Result<bool> {
@@ -128,19 +125,20 @@ pub async fn start(inst: &Instance, a: &StartArgs) -> anyhow::Result<i32> {
         super::selection::enabled(c).map_err(anyhow::Error::msg)?;
     }
     create(inst, &ServeFlags::default())?;
+    let mut spawned = None;
     if running_pid(inst).is_some() {
         tracing::info!("{:?} control plane is already running", inst.name());
     } else {
-        spawn_serve(inst, &a.flags)?;
+        spawned = Some(spawn_serve(inst, &a.flags)?);
     }
     if a.wait {
-        wait_ready(inst, a.timeout).await?;
+        wait_ready(inst, spawned.as_mut(), a.timeout).await?;
         tracing::info!("{:?} control plane is ready", inst.name());
     }
     Ok(0)
 }
 
-fn spawn_serve(inst: &Instance, flags: &ServeFlags) -> anyhow::Result<()> {
+fn spawn_serve(inst: &Instance, flags: &ServeFlags) -> anyhow::Result<std::process::Child> {
     let saved: Vec<String> = std::fs::read(inst.dir().join("args.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -169,7 +167,7 @@ fn spawn_serve(inst: &Instance, flags: &ServeFlags) -> anyhow::Result<()> {
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn().context("starting `rdd svc serve`")?;
     tracing::info!(pid = child.id(), "started {:?} control plane", inst.name());
-    Ok(())
+    Ok(child)
 }
 
 fn pid_time(inst: &Instance) -> Option<SystemTime> {
@@ -185,7 +183,16 @@ pub async fn client(inst: &Instance) -> anyhow::Result<kube::Client> {
 
 /// Ready (cli.md §3.3): the kubeconfig works and the discovery ConfigMap of this start says
 /// `ready: "true"`.
-pub async fn wait_ready(inst: &Instance, timeout: Duration) -> anyhow::Result<()> {
+///
+/// `spawned` is the `serve` this command started, if it started one: whether it died is asked of
+/// the process itself. The pid file cannot tell: a serve slow to start (a loaded machine, a
+/// binary not yet in the page cache) has not written it yet, and reading it then made a live
+/// control plane look dead.
+pub async fn wait_ready(
+    inst: &Instance,
+    mut spawned: Option<&mut std::process::Child>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     // Developer builds are rebuilt while a server runs; a release user upgrading rdd is not.
     // Checked once: the server answering the polls that follow is the same process.
     let mut check_version = !crate::argv::developer_mode();
@@ -215,9 +222,9 @@ pub async fn wait_ready(inst: &Instance, timeout: Duration) -> anyhow::Result<()
             }
             Err(_) => {}
         }
-        if running_pid(inst).is_none() && start.elapsed() > Duration::from_secs(5) {
+        if let Some(exit) = died(inst, spawned.as_deref_mut(), start.elapsed()) {
             anyhow::bail!(
-                "{:?} control plane is not running; see `rdd svc logs`{}",
+                "{:?} control plane is not running{exit}; see `rdd svc logs`{}",
                 inst.name(),
                 last_log_line(inst)
                     .map(|l| format!(" (last line: {l})"))
@@ -225,6 +232,27 @@ pub async fn wait_ready(inst: &Instance, timeout: Duration) -> anyhow::Result<()
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Why waiting is pointless, if it is: the serve this command started has exited and no other
+/// serve holds the instance (a concurrent `rdd svc start` may have won the lock, and its serve is
+/// the one to wait for); with no child of ours, the pid file names no live serve after a grace
+/// period.
+fn died(
+    inst: &Instance,
+    spawned: Option<&mut std::process::Child>,
+    elapsed: Duration,
+) -> Option<String> {
+    match spawned {
+        Some(child) => match child.try_wait() {
+            Ok(Some(status)) if running_pid(inst).is_none() => Some(format!(" ({status})")),
+            _ => None,
+        },
+        None if elapsed > Duration::from_secs(5) && running_pid(inst).is_none() => {
+            Some(String::new())
+        }
+        None => None,
     }
 }
 
@@ -308,10 +336,11 @@ pub async fn startup_time(client: &kube::Client) -> anyhow::Result<chrono::DateT
 /// Create and start when needed, then wait for readiness (at most 90 s, cli.md §3.8).
 pub async fn ensure_running(inst: &Instance) -> anyhow::Result<()> {
     create(inst, &ServeFlags::default())?;
+    let mut spawned = None;
     if running_pid(inst).is_none() {
-        spawn_serve(inst, &ServeFlags::default())?;
+        spawned = Some(spawn_serve(inst, &ServeFlags::default())?);
     }
-    wait_ready(inst, Duration::from_secs(90)).await
+    wait_ready(inst, spawned.as_mut(), Duration::from_secs(90)).await
 }
 
 pub async fn stop(inst: &Instance, a: &StopArgs) -> anyhow::Result<i32> {

@@ -10,6 +10,7 @@ mod dashboards;
 mod deploy;
 mod durability;
 mod engine_passthrough;
+mod gateway_tls;
 mod gc_restart;
 mod kit;
 mod kube_client;

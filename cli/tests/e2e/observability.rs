@@ -17,7 +17,7 @@ pub const CONTROLLERS: [&str; 5] = [
     "limavm-controller",
 ];
 
-fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_rdd"))
         .parent()
         .unwrap()
@@ -35,6 +35,11 @@ pub struct Stack {
 impl Stack {
     /// Start with extra environment for the control plane and its children.
     pub fn start(envs: &[(&str, &str)]) -> Stack {
+        Stack::start_with(&["svc", "start"], envs)
+    }
+
+    /// Start with these `rdd` arguments (`svc start …`) and extra environment.
+    pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Stack {
         for b in ["limactl-standin", "docker-gateway"]
             .iter()
             .chain(CONTROLLERS.iter())
@@ -53,8 +58,8 @@ impl Stack {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        let o = s.rdd(&["svc", "start"]);
-        assert!(o.status.success(), "svc start: {}", stderr(&o));
+        let o = s.rdd(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
         s
     }
 
@@ -168,7 +173,7 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -470,6 +475,11 @@ fn describe(t: &[ReceivedSpan]) -> String {
         .join(", ")
 }
 
+/// The API server's service name in the trace test: `OTEL_SERVICE_NAME` given to `rdd svc
+/// start` names the API server's spans, while the supervisor keeps it from the children, which
+/// export under their own names.
+const API: &str = "rdd-desktop-api";
+
 /// The trace acceptance of issue 11: `docker stop` of a mirrored container, and separately the
 /// `containers.rancherdesktop.io/action=stop` annotation, each yield one trace with spans from
 /// the gateway, the container-controller and the API server, parented as the calls were made.
@@ -480,6 +490,7 @@ fn obs_docker_stop_and_the_stop_action_each_yield_one_trace_across_three_process
     let stack = Stack::start(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_SERVICE_NAME", API),
     ]);
     let stopped = stack.scope.container("stopped", true, &["sleep", "300"]);
     let acted = stack.scope.container("acted", true, &["sleep", "300"]);
@@ -546,7 +557,12 @@ fn obs_docker_stop_and_the_stop_action_each_yield_one_trace_across_three_process
                         Some("InspectContainer"),
                         "container-controller",
                     )
-                    && child_of(&t, "rdd-apiserver", None, "container-controller")
+                    // The engine call names its object like the event does.
+                    && t.iter().any(|s| {
+                        s.span.name == "InspectContainer"
+                            && attr(s, "docker.id").as_deref() == Some(stopped.as_str())
+                    })
+                    && child_of(&t, API, None, "container-controller")
             })
         },
     );
@@ -593,7 +609,11 @@ fn obs_docker_stop_and_the_stop_action_each_yield_one_trace_across_three_process
                     "container-controller",
                 )
                 && t.iter().any(|s| {
-                    s.service == "rdd-apiserver"
+                    s.span.name == "StopContainer"
+                        && attr(s, "docker.id").as_deref() == Some(acted.as_str())
+                })
+                && t.iter().any(|s| {
+                    s.service == API
                         && attr(s, "k8s.verb")
                             .is_some_and(|v| v == "PATCH" || v == "APPLY" || v == "PUT")
                         && parent(&t, s).is_some_and(|p| p.service == "container-controller")
@@ -632,8 +652,191 @@ fn obs_docker_stop_and_the_stop_action_each_yield_one_trace_across_three_process
         );
     }
     eprintln!("action trace: {last}");
+    // Every process's spans under its own name: the API server's renamed, the children's not.
+    let services: std::collections::BTreeSet<String> =
+        otlp.spans().into_iter().map(|s| s.service).collect();
+    for want in [
+        API,
+        "docker-gateway",
+        "container-controller",
+        "app-controller",
+    ] {
+        assert!(services.contains(want), "{want} exported: {services:?}");
+    }
+    assert!(
+        services
+            .iter()
+            .all(|s| s == API || s == "docker-gateway" || CONTROLLERS.contains(&s.as_str())),
+        "{services:?}"
+    );
     assert_eq!(
         rdd_testkit::docker(&["inspect", "-f", "{{.State.Running}}", &acted]),
         "false"
+    );
+}
+
+/// Spans of `receiver` named `name`, once their count has stopped growing for a second (the
+/// processes export every 100 ms).
+fn settled(receiver: &rdd_testkit::otlp::OtlpReceiver, name: &str) -> Vec<ReceivedSpan> {
+    let count = || {
+        receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s.span.name == name)
+            .count()
+    };
+    let mut last = count();
+    let mut stable_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stable_since.elapsed() < Duration::from_secs(1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = count();
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        }
+    }
+    receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.span.name == name)
+        .collect()
+}
+
+/// The standard OpenTelemetry variables, as the SDK specification defines them, on the gateway
+/// (`rdd_process::telemetry::init`, as every controller) and on the API server (`rdd svc
+/// serve`, `otlp_layer`): `OTEL_SERVICE_NAME` renames the process's spans;
+/// `OTEL_TRACES_SAMPLER=always_off` exports nothing while the same work under
+/// `traceidratio`/`OTEL_TRACES_SAMPLER_ARG=1` exports every call; `traceidratio` with `0.5`
+/// exports about half of 200 independent calls. One OTLP receiver per process, so a span under
+/// an unexpected name still counts.
+#[test]
+fn obs_otel_service_name_and_traces_sampler_are_honoured_by_the_gateway_and_the_api_server() {
+    use crate::gateway_tls::Proc;
+    use rdd_testkit::otlp::OtlpReceiver;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway = |name: &str, envs: &[(&str, &str)]| -> (Proc, OtlpReceiver, PathBuf) {
+        let otlp = rt.block_on(OtlpReceiver::start());
+        let socket = tmp.path().join(format!("{name}.sock"));
+        let mut cmd = Command::new(bin_dir().join("docker-gateway"));
+        cmd.env("HOME", tmp.path())
+            .env("RDD_INSTANCE", format!("otel-{name}"))
+            .env("RDD_LOG_LEVEL", "warn")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env_remove("OTEL_SERVICE_NAME")
+            .env_remove("OTEL_TRACES_SAMPLER")
+            .env_remove("OTEL_TRACES_SAMPLER_ARG")
+            .envs(envs.iter().copied())
+            .args(["--docker-host", "unix:///var/run/docker.sock"])
+            .arg("--socket")
+            .arg(&socket);
+        let p = Proc::spawn(&mut cmd, tmp.path().join(format!("{name}.log")));
+        wait_for(&format!("gateway {name}'s socket"), 20, || socket.exists());
+        (p, otlp, socket)
+    };
+    let ping = |socket: &Path, n: usize| {
+        rt.block_on(async {
+            let mut gw = rdd_mirror::gateway::connect(socket);
+            for _ in 0..n {
+                gw.ping(rdd_proto::v1::PingRequest {})
+                    .await
+                    .expect("ping the gateway");
+            }
+        })
+    };
+
+    let (_on, on, on_sock) = gateway(
+        "on",
+        &[
+            ("OTEL_SERVICE_NAME", "gw-renamed"),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1"),
+        ],
+    );
+    let (_off, off, off_sock) = gateway("off", &[("OTEL_TRACES_SAMPLER", "always_off")]);
+    let (_half, half, half_sock) = gateway(
+        "half",
+        &[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+        ],
+    );
+    ping(&on_sock, 20);
+    ping(&off_sock, 20);
+    ping(&half_sock, 200);
+
+    wait_for("20 Ping spans from the always-sampling gateway", 30, || {
+        on.spans().iter().filter(|s| s.span.name == "Ping").count() >= 20
+    });
+    let services: std::collections::BTreeSet<String> =
+        on.spans().into_iter().map(|s| s.service).collect();
+    assert_eq!(
+        services.into_iter().collect::<Vec<_>>(),
+        ["gw-renamed"],
+        "OTEL_SERVICE_NAME names every span of the process"
+    );
+    let halved = settled(&half, "Ping");
+    let traces: std::collections::BTreeSet<Vec<u8>> =
+        halved.iter().map(|s| s.span.trace_id.clone()).collect();
+    assert_eq!(traces.len(), halved.len(), "one trace per call");
+    eprintln!("traceidratio 0.5 kept {} of 200 calls", halved.len());
+    // Binomial(200, 0.5): 60..=140 is more than five standard deviations either side.
+    assert!(
+        (60..=140).contains(&halved.len()),
+        "traceidratio 0.5 kept {} of 200 calls",
+        halved.len()
+    );
+    assert!(halved.iter().all(|s| s.service == "docker-gateway"));
+    // By now the gateways have had well over ten export periods.
+    assert!(
+        off.spans().is_empty(),
+        "always_off exported {:?}",
+        off.spans().iter().map(|s| &s.span.name).collect::<Vec<_>>()
+    );
+
+    // The API server: the same work (kubectl requests) under each sampler.
+    let api = |envs: &[(&str, &str)]| -> (crate::harness::Server, OtlpReceiver) {
+        let otlp = rt.block_on(OtlpReceiver::start());
+        let mut all = vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ];
+        all.extend(envs.iter().copied());
+        (crate::harness::Server::start_with_env(&[], &all), otlp)
+    };
+    // Its own name here (renamed under `rdd svc start` in the trace test below).
+    let (api_on, api_on_otlp) = api(&[("OTEL_TRACES_SAMPLER", "always_on")]);
+    let (api_off, api_off_otlp) = api(&[("OTEL_TRACES_SAMPLER", "always_off")]);
+    for s in [&api_on, &api_off] {
+        for _ in 0..5 {
+            s.ok(
+                Path::new(crate::harness::KUBECTL_OLD),
+                &["get", "namespaces", "-o", "name"],
+            );
+        }
+    }
+    wait_for("the API server's LIST namespaces spans", 30, || {
+        api_on_otlp
+            .spans()
+            .iter()
+            .filter(|s| s.span.name == "LIST namespaces")
+            .count()
+            >= 5
+    });
+    let services: std::collections::BTreeSet<String> =
+        api_on_otlp.spans().into_iter().map(|s| s.service).collect();
+    assert_eq!(services.into_iter().collect::<Vec<_>>(), ["rdd-apiserver"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        api_off_otlp.spans().is_empty(),
+        "always_off exported {:?}",
+        api_off_otlp
+            .spans()
+            .iter()
+            .map(|s| &s.span.name)
+            .collect::<Vec<_>>()
     );
 }

@@ -67,7 +67,12 @@ impl Applied {
 impl Containers {
     pub fn new(s: &Started<Container>) -> Containers {
         Containers {
-            objects: Objects::new(s.client.clone(), s.store.clone(), FIELD_MANAGER),
+            objects: Objects::new(
+                s.client.clone(),
+                s.store.clone(),
+                s.ready.clone(),
+                FIELD_MANAGER,
+            ),
             gateway: s.gateway.clone(),
             labels: labels::docker_filters(&s.cfg.label_selector),
             concurrency: s.cfg.sync_concurrency,
@@ -185,11 +190,8 @@ impl MirrorKind for Containers {
     }
 
     async fn full_sync(&self, ns: &str) -> Result<SyncReport, MirrorError> {
-        self.objects
-            .store
-            .wait_until_ready()
-            .await
-            .map_err(|e| MirrorError::Other(format!("container informer: {e}")))?;
+        // Not `store.wait_until_ready()`: the runner waits on that, and it wakes one waiter.
+        self.objects.wait_ready().await?;
         self.ensure_namespaces(ns).await?;
         let mut gw = self.gateway.clone();
         let list = gw

@@ -52,7 +52,12 @@ pub struct Images {
 impl Images {
     pub fn new(s: &Started<Image>) -> Images {
         Images {
-            objects: Objects::new(s.client.clone(), s.store.clone(), FIELD_MANAGER),
+            objects: Objects::new(
+                s.client.clone(),
+                s.store.clone(),
+                s.ready.clone(),
+                FIELD_MANAGER,
+            ),
             gateway: s.gateway.clone(),
             labels: labels::docker_filters(&s.cfg.label_selector),
             concurrency: s.cfg.sync_concurrency,
@@ -196,11 +201,8 @@ impl MirrorKind for Images {
     /// List all images, keep the names their summaries give (so a failed inspect never prunes
     /// a valid mirror), inspect and apply each with bounded concurrency, release the rest.
     async fn full_sync(&self, ns: &str) -> Result<SyncReport, MirrorError> {
-        self.objects
-            .store
-            .wait_until_ready()
-            .await
-            .map_err(|e| MirrorError::Other(format!("image informer: {e}")))?;
+        // Not `store.wait_until_ready()`: the runner waits on that, and it wakes one waiter.
+        self.objects.wait_ready().await?;
         let mut gw = self.gateway.clone();
         let list = gw
             .list_images(pb::ListImagesRequest {

@@ -8,6 +8,8 @@
 //! - [`config`]: figment configuration from defaults, a file and `RDD_*` environment variables.
 //! - [`owned`]: controllers.md §0.3, deleting what an owner owns across every served kind.
 //! - [`discovery`]: this process's entry in the controller-manager discovery ConfigMap.
+//! - [`cache`]: an informer whose readiness any number of tasks may await (kube-runtime's
+//!   `Store::wait_until_ready` wakes only one).
 //! - [`runner`]: a kube-runtime `Controller` with predicates, instrumentation, backoff and
 //!   graceful shutdown.
 //! - [`counting`]: client layers counting every API request (`rest_client_requests_total`) and
@@ -15,6 +17,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod cache;
 pub mod conditions;
 pub mod config;
 pub mod counting;
@@ -39,6 +42,8 @@ pub enum KitError {
     Io(#[from] std::io::Error),
     #[error("owned-resource cleanup: {0}")]
     Cleanup(String),
+    #[error("the informer stopped before its cache was ready")]
+    InformerStopped,
 }
 
 /// A client for `kubeconfig` (a controller's own identity), or the standard discovery

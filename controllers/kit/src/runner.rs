@@ -160,19 +160,16 @@ pub async fn run_with<K, C, E, F, Fut>(
     F: Fn(Arc<K>, Arc<C>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
 {
-    let (reader, writer) = kube::runtime::reflector::store();
-    let stream = watcher(api.clone(), watcher::Config::default())
-        .default_backoff()
-        // No predicate and no reconcile reads managedFields: keep them out of the cache.
-        .modify(|o| o.meta_mut().managed_fields = None)
-        .reflect(writer)
-        .applied_objects();
+    // The runner is the only waiter on the store's readiness here (crate::cache).
+    let (reader, _ready, stream) = crate::cache::informer(api);
     run_with_cache(name, reader, stream, ctx, metrics, options, reconcile).await;
 }
 
 /// [`run_with`] over a cache the caller owns and also reads: `stream` carries the applied
 /// objects of the reflector behind `reader`. The caller must keep that reflector polled on its
 /// own (e.g. in a task feeding a channel), so the cache becomes ready whatever the runner does.
+/// The runner waits on `reader.wait_until_ready()`, which wakes only one waiter: the caller's
+/// tasks must wait on the [`crate::cache::Ready`] of [`crate::cache::informer`] instead.
 pub async fn run_with_cache<K, S, C, E, F, Fut>(
     name: &'static str,
     reader: Store<K>,

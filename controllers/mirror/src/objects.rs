@@ -16,6 +16,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
+use rdd_kit::cache::Ready;
 use rdd_kit::finalizer::{self, Plan};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +28,8 @@ pub struct Objects<K: Resource<DynamicType = ()> + 'static> {
     pub client: Client,
     /// Informer copy of every mirror of the kind (all namespaces, without managedFields).
     pub store: Store<K>,
+    /// Readiness of `store`; wait on it, never on the store itself (`rdd_kit::cache`).
+    pub ready: Ready,
     /// The field manager of creates.
     pub field_manager: &'static str,
     /// (namespace, name) of mirrors this process created and has not released: the informer may
@@ -52,13 +55,24 @@ where
         + Sync
         + 'static,
 {
-    pub fn new(client: Client, store: Store<K>, field_manager: &'static str) -> Objects<K> {
+    pub fn new(
+        client: Client,
+        store: Store<K>,
+        ready: Ready,
+        field_manager: &'static str,
+    ) -> Objects<K> {
         Objects {
             client,
             store,
+            ready,
             field_manager,
             created: Default::default(),
         }
+    }
+
+    /// Wait until the cache holds its first complete list (a full sync compares against it).
+    pub async fn wait_ready(&self) -> Result<(), MirrorError> {
+        Ok(self.ready.wait().await?)
     }
 
     fn created(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {

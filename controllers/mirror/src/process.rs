@@ -17,7 +17,6 @@ use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource};
 use rdd_api::app::App;
 use rdd_kit::apply::Applier;
@@ -49,6 +48,26 @@ pub struct Args {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     gateway_socket: Option<PathBuf>,
+    /// The docker-gateway over TCP instead: https://host:port (mutual TLS) or http://host:port.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway_addr: Option<String>,
+    /// PEM CA the gateway's certificate must chain to.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway_tls_ca: Option<PathBuf>,
+    /// PEM client certificate presented to the gateway (with --gateway-tls-key).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway_tls_cert: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway_tls_key: Option<PathBuf>,
+    /// Name the gateway's certificate must carry (default: the host of --gateway-addr).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway_tls_server_name: Option<String>,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,6 +99,15 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     /// The docker-gateway's gRPC Unix socket.
     pub gateway_socket: PathBuf,
+    /// The docker-gateway over TCP (`https://host:port`, `http://host:port`); when set it is
+    /// used instead of `gateway_socket` (cluster deployments: the node's gateway).
+    pub gateway_addr: Option<String>,
+    /// TLS of `gateway_addr`: the CA of the gateway's certificate, this controller's client
+    /// certificate and key (mutual TLS), and the name the gateway's certificate must carry.
+    pub gateway_tls_ca: Option<PathBuf>,
+    pub gateway_tls_cert: Option<PathBuf>,
+    pub gateway_tls_key: Option<PathBuf>,
+    pub gateway_tls_server_name: Option<String>,
     /// Mirror only objects matching this equality label selector (`a=b,c`); empty: all.
     pub label_selector: String,
     /// Concurrent inspects during a full sync.
@@ -96,6 +124,11 @@ impl Config {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubeconfig: None,
             gateway_socket: inst.gateway_socket(),
+            gateway_addr: None,
+            gateway_tls_ca: None,
+            gateway_tls_cert: None,
+            gateway_tls_key: None,
+            gateway_tls_server_name: None,
             label_selector: String::new(),
             sync_concurrency: 16,
             sweep_wait_seconds: 30,
@@ -113,7 +146,13 @@ YAML file given by --config or RDD_CONFIG; RDD_* environment variables; then fla
 (environment variable in brackets): admin_addr [RDD_ADMIN_ADDR] /healthz /readyz /metrics, \
 default 127.0.0.1:0; kubeconfig [RDD_KUBECONFIG] this controller's kubeconfig (`rdd svc token \
 create --controller {name}`), default: KUBECONFIG / in-cluster discovery; gateway_socket \
-[RDD_GATEWAY_SOCKET] default <instance dir>/docker-gateway.sock; label_selector \
+[RDD_GATEWAY_SOCKET] default <instance dir>/docker-gateway.sock; gateway_addr \
+[RDD_GATEWAY_ADDR] the gateway over TCP instead of the socket: https://host:port (mutual TLS) or \
+http://host:port; gateway_tls_ca [RDD_GATEWAY_TLS_CA] PEM CA of the gateway's certificate \
+(required for https); gateway_tls_cert, gateway_tls_key [RDD_GATEWAY_TLS_CERT, \
+RDD_GATEWAY_TLS_KEY] PEM client certificate and key presented to the gateway; \
+gateway_tls_server_name [RDD_GATEWAY_TLS_SERVER_NAME] name the gateway's certificate must \
+carry, default the host of gateway_addr; label_selector \
 [RDD_LABEL_SELECTOR] mirror only matching {objects} (equality terms), default all; \
 sync_concurrency [RDD_SYNC_CONCURRENCY] default 16; sweep_wait_seconds \
 [RDD_SWEEP_WAIT_SECONDS] default 30; log_level [RDD_LOG_LEVEL] default info; otlp_endpoint \
@@ -147,7 +186,11 @@ pub struct Started<R: Resource<DynamicType = ()> + 'static> {
     pub cfg: Config,
     pub client: Client,
     pub gateway: Gateway,
+    /// The informer's cache. Never `wait_until_ready()` on it: the runner does, and a second
+    /// waiter may never be woken; wait on [`Started::ready`].
     pub store: Store<R>,
+    /// Whether `store` holds its first complete list (any number of waiters).
+    pub ready: rdd_kit::cache::Ready,
     pub state: watch::Receiver<EngineState>,
     pub shutdown: CancellationToken,
     /// Tasks the process's shutdown waits for (see [`Started::spawn_awaited`]).
@@ -205,12 +248,27 @@ where
             .map_err(err)?;
     let metrics = Arc::new(Metrics::new());
     let client = rdd_kit::counted_client(cfg.kubeconfig.as_deref(), &metrics).await?;
-    let gateway = crate::gateway::connect(&cfg.gateway_socket);
+    let (gateway, gateway_at) = match &cfg.gateway_addr {
+        Some(addr) if !addr.is_empty() => {
+            let target = crate::gateway::TcpTarget {
+                addr: addr.clone(),
+                ca: cfg.gateway_tls_ca.clone(),
+                cert: cfg.gateway_tls_cert.clone(),
+                key: cfg.gateway_tls_key.clone(),
+                server_name: cfg.gateway_tls_server_name.clone(),
+            };
+            (crate::gateway::connect_tcp(&target)?, addr.clone())
+        }
+        _ => (
+            crate::gateway::connect(&cfg.gateway_socket),
+            cfg.gateway_socket.display().to_string(),
+        ),
+    };
     let health = rdd_kit::admin::Health::default();
     let admin = rdd_kit::admin::serve(cfg.admin_addr, metrics.clone(), health.clone()).await?;
     // Liveness is served while a standby replica waits for the Lease.
     rdd_kit::lease::gate(&client, bin.name).await?;
-    tracing::info!(%admin, gateway = %cfg.gateway_socket.display(), "{} starting", bin.name);
+    tracing::info!(%admin, gateway = %gateway_at, "{} starting", bin.name);
     // The App controller waits for the engine kinds whose processes say they run.
     if let Err(e) = rdd_kit::discovery::publish(
         &client,
@@ -226,14 +284,10 @@ where
     // One cache of the kind: the session compares against it, the runner is driven by it. Its
     // own task keeps it polled (ready whatever the runner does) and hands the applied objects to
     // the runner through a bounded channel.
+    // The runner waits on the store's own readiness; everyone else on `ready` (rdd_kit::cache:
+    // a second waiter on the store could hang the full sync for good).
     let api: Api<R> = Api::all(client.clone());
-    let (store, writer) = reflector::store();
-    let informer = watcher(api, watcher::Config::default())
-        .default_backoff()
-        // managedFields are never compared: keep them out of memory.
-        .modify(|o| o.meta_mut().managed_fields = None)
-        .reflect(writer)
-        .applied_objects();
+    let (store, ready, informer) = rdd_kit::cache::informer(api);
     let (objects_tx, objects_rx) = tokio::sync::mpsc::channel(1024);
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -262,6 +316,7 @@ where
         client: client.clone(),
         gateway: gateway.clone(),
         store: store.clone(),
+        ready,
         state: state_rx,
         shutdown: shutdown.clone(),
         awaited: Arc::default(),

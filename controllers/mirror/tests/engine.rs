@@ -59,7 +59,7 @@ async fn settled(env: &Env) -> BTreeMap<&'static str, u64> {
 }
 
 fn request_lines(env: &Env, k: &str) -> String {
-    support::http_get(&env.admin[k], "/metrics")
+    support::http_get(env.admin(k), "/metrics")
         .lines()
         .filter(|l| l.starts_with("rest_client_requests_total{"))
         .collect::<Vec<_>>()

@@ -40,7 +40,12 @@ pub struct Volumes {
 impl Volumes {
     pub fn new(s: &Started<Volume>) -> Volumes {
         Volumes {
-            objects: Objects::new(s.client.clone(), s.store.clone(), FIELD_MANAGER),
+            objects: Objects::new(
+                s.client.clone(),
+                s.store.clone(),
+                s.ready.clone(),
+                FIELD_MANAGER,
+            ),
             gateway: s.gateway.clone(),
             labels: labels::docker_filters(&s.cfg.label_selector),
             sweep_wait: Duration::from_secs(s.cfg.sweep_wait_seconds),
@@ -106,11 +111,8 @@ impl MirrorKind for Volumes {
 
     /// List (by label), apply each entry as listed, release mirrors of volumes not listed.
     async fn full_sync(&self, ns: &str) -> Result<SyncReport, MirrorError> {
-        self.objects
-            .store
-            .wait_until_ready()
-            .await
-            .map_err(|e| MirrorError::Other(format!("volume informer: {e}")))?;
+        // Not `store.wait_until_ready()`: the runner waits on that, and it wakes one waiter.
+        self.objects.wait_ready().await?;
         let mut gw = self.gateway.clone();
         let list = gw
             .list_volumes(pb::ListVolumesRequest {

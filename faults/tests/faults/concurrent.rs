@@ -1,5 +1,7 @@
 //! Users edit the App and the mirrors while the controllers write them: no acknowledged edit is
-//! lost (on either side), and no condition is owned by two field managers.
+//! lost (on either side), and no condition is owned by two field managers (R-ENG-I2: every
+//! writer of the App's conditions owns its own; R-ENG-D3: a Container's `status.status` stays the
+//! engine's, its conditions the conditions writer's).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -58,6 +60,19 @@ fn condition_owners(o: &DynamicObject) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
+/// Managers owning `status.<field>`.
+fn status_field_owners(o: &DynamicObject, field: &str) -> BTreeSet<String> {
+    o.managed_fields()
+        .iter()
+        .filter(|mf| {
+            mf.fields_v1
+                .as_ref()
+                .is_some_and(|f| !f.0["f:status"][format!("f:{field}")].is_null())
+        })
+        .map(|mf| mf.manager.clone().unwrap_or_default())
+        .collect()
+}
+
 fn assert_one_owner(what: &str, o: &DynamicObject) {
     for (t, owners) in condition_owners(o) {
         assert_eq!(owners.len(), 1, "{what}: condition {t} owned by {owners:?}");
@@ -69,7 +84,7 @@ fn assert_one_owner(what: &str, o: &DynamicObject) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_edits_while_controllers_write_lose_nothing_and_no_condition_has_two_managers() {
+async fn r_eng_i2_r_eng_d3_concurrent_user_edits_lose_nothing_and_each_condition_has_one_owner() {
     let _serial = SERIAL.lock().await;
     let mut env = Env::start(&[]).await;
     let ids: Vec<String> = (0..6)
@@ -149,6 +164,14 @@ async fn user_edits_while_controllers_write_lose_nothing_and_no_condition_has_tw
     }
     assert_one_owner("App", &app);
     for id in &ids {
-        assert_one_owner(id, &mirrors.get(id).await.unwrap());
+        let o = mirrors.get(id).await.unwrap();
+        assert_one_owner(id, &o);
+        // R-ENG-D3: the mirror's own status stays with the engine's manager, whatever the
+        // conditions writer and the users did.
+        assert_eq!(
+            status_field_owners(&o, "status"),
+            BTreeSet::from(["container-controller".to_string()]),
+            "{id}: owners of status.status"
+        );
     }
 }

@@ -3,10 +3,9 @@
 //! returns, and nothing acknowledged is lost — also across a `kill -9` afterwards.
 //!
 //! The instance directory (SQLite database, WAL) is a tmpfs of its own with a size limit, so the
-//! fault is a real ENOSPC from the kernel (a filler file takes the last free byte). A read-only
-//! remount is refused by the kernel while SQLite holds its files open for writing, so the
-//! read-only case is not run (docs/reliability.md). Mounting
-//! needs root (CI runs as root); without it the test says SKIPPED and passes.
+//! fault is a real ENOSPC from the kernel (a filler file takes the last free byte). The
+//! read-only case is `readonly.rs`. Mounting needs root (CI runs as root); without it the test
+//! says SKIPPED and passes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,7 +48,7 @@ impl Drop for Tmpfs {
     }
 }
 
-fn cm(name: &str, size: usize) -> ConfigMap {
+pub(crate) fn cm(name: &str, size: usize) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -60,7 +59,7 @@ fn cm(name: &str, size: usize) -> ConfigMap {
     }
 }
 
-fn write_of(o: &ConfigMap) -> Write {
+pub(crate) fn write_of(o: &ConfigMap) -> Write {
     Write::new(
         o.name_any(),
         o.resource_version().unwrap_or_default().parse().unwrap(),
@@ -68,12 +67,13 @@ fn write_of(o: &ConfigMap) -> Write {
     )
 }
 
-/// Create until the server refuses; returns the refusal (code, Status body).
-async fn write_until_refused(
+/// Create until the server refuses; returns the refusal (code, Status body), or the error
+/// that was not a Status (the connection failed: the caller looks at the server).
+pub(crate) async fn write_until_refused(
     api: &Api<ConfigMap>,
     acked: &mut Vec<Write>,
     prefix: &str,
-) -> (u16, Value) {
+) -> Result<(u16, Value), kube::Error> {
     for i in 0..2000 {
         match api
             .create(
@@ -84,16 +84,16 @@ async fn write_until_refused(
         {
             Ok(o) => acked.push(write_of(&o)),
             Err(kube::Error::Api(s)) => {
-                return (s.code, serde_json::to_value(&s).unwrap());
+                return Ok((s.code, serde_json::to_value(&s).unwrap()));
             }
-            Err(e) => panic!("not a Status: {e}"),
+            Err(e) => return Err(e),
         }
     }
     panic!("the server never refused a write");
 }
 
 /// Writes work again within 10 s.
-async fn write_recovers(api: &Api<ConfigMap>, acked: &mut Vec<Write>, name: &str) {
+pub(crate) async fn write_recovers(api: &Api<ConfigMap>, acked: &mut Vec<Write>, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match api.create(&PostParams::default(), &cm(name, 16)).await {
@@ -107,7 +107,7 @@ async fn write_recovers(api: &Api<ConfigMap>, acked: &mut Vec<Write>, name: &str
     }
 }
 
-async fn check(api: &Api<ConfigMap>, acked: &[Write], when: &str) {
+pub(crate) async fn check(api: &Api<ConfigMap>, acked: &[Write], when: &str) {
     let stored: Vec<Write> = api
         .list(&Default::default())
         .await
@@ -120,7 +120,7 @@ async fn check(api: &Api<ConfigMap>, acked: &[Write], when: &str) {
     assert!(d.is_empty(), "{when}: {}", describe(&d));
 }
 
-fn assert_unavailable(code: u16, status: &Value, when: &str) {
+pub(crate) fn assert_unavailable(code: u16, status: &Value, when: &str) {
     assert!((500..600).contains(&code), "{when}: {code} {status}");
     assert_eq!(code, 503, "{when}: {status}");
     assert_eq!(status["reason"], "ServiceUnavailable", "{when}: {status}");
@@ -168,7 +168,13 @@ async fn disk_full_answers_503_recovers_when_space_returns_and_loses_nothing() {
     let t = std::time::Instant::now();
     let filler = fill(&dir);
     eprintln!("filled in {:?}", t.elapsed());
-    let (code, status) = write_until_refused(&api, &mut acked, "full").await;
+    let (code, status) = match write_until_refused(&api, &mut acked, "full").await {
+        Ok(r) => r,
+        Err(e) => panic!(
+            "disk full: not a Status: {e}; the server {:?}",
+            server.exited()
+        ),
+    };
     eprintln!("refused after {:?}: {code} {status}", t.elapsed());
     assert_unavailable(code, &status, "disk full");
     // Reads still answer.

@@ -1,5 +1,6 @@
 //! The Docker connection cut for 10 s (the proxy between the gateway and Docker killed) while
-//! 100 changes happen in Docker: afterwards the mirrors equal Docker exactly.
+//! 100 changes happen in Docker: afterwards the mirrors equal Docker exactly (R-ENG-T2: the
+//! watcher's death and reconnect while the engine keeps running, through a killed proxy).
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use crate::support::{Env, SERIAL};
 const T: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn docker_cut_for_10_s_during_100_changes_then_mirrors_equal_docker() {
+async fn r_eng_t2_docker_cut_for_10_s_during_100_changes_then_mirrors_equal_docker() {
     let _serial = SERIAL.lock().await;
     let mut env = Env::start(&[]).await;
     let mut running: Vec<String> = (0..10)

@@ -163,8 +163,7 @@ async fn wait_started(env: &Env, what: &str, f: impl Fn(&BTreeMap<String, u64>) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open bug, about 1 run in 4: after a kill -9 mid-action the restarted container-controller sometimes never consumes the claimed request (docs/reliability.md); run with --ignored"]
-async fn controller_kill_9_mid_action_and_mid_deletion_converges_and_runs_no_docker_action_twice() {
+async fn r_eng_i1_controller_kill_9_mid_action_and_mid_deletion_converges_no_docker_action_twice() {
     const CC: &str = "container-controller";
     let _serial = SERIAL.lock().await;
     let mut env = Env::start(&[]).await;

@@ -10,4 +10,5 @@ mod concurrent;
 mod disk;
 mod docker_cut;
 mod kill;
+mod readonly;
 mod slow_subscriber;

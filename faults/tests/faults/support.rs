@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use kube::{Client, ResourceExt};
-use rdd_testkit::{DockerProxy, Scope};
+use rdd_testkit::{DockerProxy, MirrorControllers, Scope, free_port};
 use serde_json::{Value, json};
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
@@ -41,14 +41,6 @@ pub fn repo_root() -> PathBuf {
         .join("..")
         .canonicalize()
         .unwrap()
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub struct Proc(pub Child);
@@ -132,6 +124,7 @@ impl Server {
         s
     }
 
+    /// `TEST_SERVER_LOG` sets the server's log filter (default `warn`).
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(self.kubeconfig());
         let child = Command::new(sibling_bin("rdd"))
@@ -139,7 +132,10 @@ impl Server {
             .arg("--controllers=")
             .env("HOME", &self.home)
             .env("RDD_INSTANCE", "e2e")
-            .env("RDD_LOG_LEVEL", "warn")
+            .env(
+                "RDD_LOG_LEVEL",
+                std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -224,8 +220,8 @@ pub struct Env {
     pub gw_socket: PathBuf,
     pub gw_admin: String,
     pub gw_extra: Vec<String>,
-    pub admin: BTreeMap<String, String>,
-    kubeconfigs: BTreeMap<String, PathBuf>,
+    /// Identities and admin addresses of the controllers (kept across restarts).
+    pub kinds: MirrorControllers,
 }
 
 impl Env {
@@ -260,6 +256,9 @@ impl Env {
         std::fs::create_dir_all(&dir).unwrap();
         let proxy = DockerProxy::start(&dir.join("docker.sock")).await;
         let client = server.client().await;
+        let gw_socket = dir.join("gateway.sock");
+        let kinds =
+            MirrorControllers::new(&sibling_bin("rdd"), home.path(), &gw_socket, &scope.label());
         let mut env = Env {
             controllers: BTreeMap::new(),
             gateway: None,
@@ -268,12 +267,11 @@ impl Env {
             scope,
             ns: String::new(),
             client,
-            gw_socket: dir.join("gateway.sock"),
+            gw_socket,
             gw_admin: format!("127.0.0.1:{}", free_port()),
             gw_extra: gw_extra.iter().map(|s| s.to_string()).collect(),
             home,
-            admin: BTreeMap::new(),
-            kubeconfigs: BTreeMap::new(),
+            kinds,
         };
         env.start_gateway();
         env.ns = format!("faults-{}", env.scope.id);
@@ -314,44 +312,7 @@ impl Env {
     /// Start `name` (`container-controller`, `image-controller`, `volume-controller`) under its
     /// own identity, mirroring only this test's objects.
     pub fn start_kind(&mut self, name: &str) {
-        let kubeconfig = match self.kubeconfigs.get(name) {
-            Some(k) => k.clone(),
-            None => {
-                let kc = self.home.path().join(format!("{name}.yaml"));
-                let o = Command::new(sibling_bin("rdd"))
-                    .args(["svc", "token", "create", "--controller", name])
-                    .arg("--kubeconfig")
-                    .arg(&kc)
-                    .env("HOME", self.home.path())
-                    .env("RDD_INSTANCE", "e2e")
-                    .output()
-                    .unwrap();
-                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                self.kubeconfigs.insert(name.to_string(), kc.clone());
-                kc
-            }
-        };
-        let admin = self
-            .admin
-            .entry(name.to_string())
-            .or_insert_with(|| format!("127.0.0.1:{}", free_port()))
-            .clone();
-        let child = Command::new(sibling_bin(name))
-            .env("HOME", self.home.path())
-            .env("RDD_INSTANCE", "e2e")
-            .env("RDD_KUBECONFIG", &kubeconfig)
-            .env("RDD_GATEWAY_SOCKET", &self.gw_socket)
-            .env("RDD_LABEL_SELECTOR", self.scope.label())
-            .env("RDD_ADMIN_ADDR", &admin)
-            .env("RDD_SWEEP_WAIT_SECONDS", "5")
-            .env(
-                "RDD_LOG_LEVEL",
-                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let child = self.kinds.start(name, &sibling_bin(name));
         self.controllers.insert(name.to_string(), Proc(child));
     }
 

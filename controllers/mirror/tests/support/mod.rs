@@ -21,7 +21,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use rdd_api::app::App;
 use rdd_api::containers::Container;
-use rdd_testkit::{DockerProxy, Scope};
+use rdd_testkit::{DockerProxy, MirrorControllers, Scope, free_port};
 use serde_json::{Value, json};
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
@@ -44,14 +44,6 @@ pub fn repo_root() -> PathBuf {
         .join("../..")
         .canonicalize()
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Proc(Child);
@@ -83,9 +75,8 @@ pub struct Env {
     pub client: Client,
     pub gw_socket: PathBuf,
     pub gw_admin: String,
-    /// Admin address of each controller (fixed per test, kept across restarts).
-    pub admin: BTreeMap<String, String>,
-    kubeconfigs: BTreeMap<String, PathBuf>,
+    /// Identities and admin addresses of the controllers (kept across restarts).
+    pub kinds: MirrorControllers,
 }
 
 impl Env {
@@ -150,6 +141,7 @@ impl Env {
             .await
             .unwrap();
         let client = Client::try_from(cfg).unwrap();
+        let kinds = MirrorControllers::new(&rdd, home.path(), &gw_socket, &scope.label());
         let mut env = Env {
             controllers: BTreeMap::new(),
             gateway: Some(Proc(gateway)),
@@ -161,8 +153,7 @@ impl Env {
             home,
             gw_socket,
             gw_admin,
-            admin: BTreeMap::new(),
-            kubeconfigs: BTreeMap::new(),
+            kinds,
         };
         env.ns = format!("mirror-{}", env.scope.id);
         wait_for(Duration::from_secs(20), "gateway socket", || {
@@ -207,47 +198,13 @@ impl Env {
     /// own identity (`deploy/rbac/<name>.yaml`, token minted by `rdd svc token create`),
     /// mirroring only this test's objects (the scope's label selector).
     pub fn start_kind(&mut self, name: &str) {
-        let kubeconfig = match self.kubeconfigs.get(name) {
-            Some(k) => k.clone(),
-            None => {
-                let kc = self.home.path().join(format!("{name}.yaml"));
-                let o = Command::new(sibling_bin("rdd"))
-                    .args(["svc", "token", "create", "--controller", name])
-                    .arg("--kubeconfig")
-                    .arg(&kc)
-                    .env("HOME", self.home.path())
-                    .env("RDD_INSTANCE", "e2e")
-                    .output()
-                    .unwrap();
-                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                self.kubeconfigs.insert(name.to_string(), kc.clone());
-                kc
-            }
-        };
-        let admin = self
-            .admin
-            .entry(name.to_string())
-            .or_insert_with(|| format!("127.0.0.1:{}", free_port()))
-            .clone();
-        let child = Command::new(sibling_bin(name))
-            .env("HOME", self.home.path())
-            // The container-controller writes the instance's Docker context: never the caller's.
-            .env("DOCKER_CONFIG", self.home.path().join(".docker"))
-            .env("RDD_INSTANCE", "e2e")
-            .env("RDD_KUBECONFIG", &kubeconfig)
-            .env("RDD_GATEWAY_SOCKET", &self.gw_socket)
-            .env("RDD_LABEL_SELECTOR", self.scope.label())
-            .env("RDD_ADMIN_ADDR", &admin)
-            .env("RDD_SWEEP_WAIT_SECONDS", "5")
-            .env(
-                "RDD_LOG_LEVEL",
-                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let child = self.kinds.start(name, &sibling_bin(name));
         self.controllers.insert(name.to_string(), Proc(child));
+    }
+
+    /// Admin address of controller `name` (fixed per test, kept across restarts).
+    pub fn admin(&self, name: &str) -> &str {
+        &self.kinds.admin[name]
     }
 
     pub fn stop_kind(&mut self, name: &str) {
@@ -256,7 +213,7 @@ impl Env {
 
     /// API requests `name` made so far (`rest_client_requests_total` on its `/metrics`).
     pub fn api_requests(&self, name: &str) -> u64 {
-        let text = http_get(&self.admin[name], "/metrics");
+        let text = http_get(self.admin(name), "/metrics");
         text.lines()
             .filter(|l| l.starts_with("rest_client_requests_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
