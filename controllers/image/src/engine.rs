@@ -221,29 +221,47 @@ impl MirrorKind for Images {
             listed: list.len(),
             ..Default::default()
         };
-        let mut results = futures::stream::iter(list.into_iter().map(|s| async move {
-            let r = async {
-                match self.inspect(&s.id).await? {
-                    Some(image) => self.apply_image(ns, &image).await.map(Some),
-                    None => Ok(None),
-                }
-            }
-            .await;
+        // Two bounded stages: inspects, then one apply per mirror. An image with many tags
+        // spreads its mirrors over the apply stage instead of writing them one after another.
+        let conc = self.concurrency.max(1);
+        let mut inspected = futures::stream::iter(list.into_iter().map(|s| async move {
+            let r = self.inspect(&s.id).await;
             (s.id, r)
         }))
-        .buffer_unordered(self.concurrency.max(1));
-        while let Some((id, r)) = results.next().await {
+        .buffer_unordered(conc);
+        let mut wanted = Vec::new();
+        while let Some((id, r)) = inspected.next().await {
             match r {
-                Ok(Some((names, wrote))) => {
-                    // Tags added between the list and the inspect are kept too.
-                    keep.extend(names);
-                    report.applied += wrote as usize;
+                Ok(Some(image)) => {
+                    for (name, status) in mirror::desired(&image) {
+                        // Tags added between the list and the inspect are kept too.
+                        keep.insert(name.clone());
+                        wanted.push((id.clone(), name, status));
+                    }
                 }
                 Ok(None) => {}
                 // Skip and report; the others still sync (R-ENG-L3).
                 Err(e) => report.skipped.push(format!("{id}: {e}")),
             }
         }
+        drop(inspected);
+        let mut results =
+            futures::stream::iter(wanted.into_iter().map(|(id, name, status)| async move {
+                let r = self.apply_one(ns, &name, status).await;
+                (id, name, r)
+            }))
+            .buffer_unordered(conc);
+        let mut wrote = HashSet::new();
+        while let Some((id, name, r)) = results.next().await {
+            match r {
+                Ok(true) => {
+                    wrote.insert(id);
+                }
+                Ok(false) => {}
+                Err(e) => report.skipped.push(format!("{id} ({name}): {e}")),
+            }
+        }
+        report.applied = wrote.len();
         drop(results);
         for name in self.objects.stale(ns, &keep) {
             self.objects.release(ns, &name).await?;
