@@ -116,22 +116,26 @@ pub(crate) fn selector_matches(
         .unwrap_or(false)
 }
 
-/// matchConstraints / matchResources: resource rules minus exclusions, object selector.
-fn resources_match(
-    m: &Value,
-    req: &Request<'_>,
-    ns_labels: Option<&serde_json::Map<String, Value>>,
-) -> bool {
+/// The resource rules of a matchConstraints / matchResources minus its exclusions.
+fn rules_match(m: &Value, req: &Request<'_>) -> bool {
     let rules = m.get("resourceRules").and_then(Value::as_array);
     if let Some(rules) = rules
         && !rules.iter().any(|r| rule_matches(r, req))
     {
         return false;
     }
-    if m.get("excludeResourceRules")
+    !m.get("excludeResourceRules")
         .and_then(Value::as_array)
         .is_some_and(|r| r.iter().any(|r| rule_matches(r, req)))
-    {
+}
+
+/// matchConstraints / matchResources: resource rules minus exclusions, object selector.
+fn resources_match(
+    m: &Value,
+    req: &Request<'_>,
+    ns_labels: Option<&serde_json::Map<String, Value>>,
+) -> bool {
+    if !rules_match(m, req) {
         return false;
     }
     let obj = req.object.or(req.old_object);
@@ -157,6 +161,44 @@ pub(crate) fn request_json(req: &Request<'_>) -> Value {
     })
 }
 
+/// The CEL standard library and the Kubernetes extensions, built once: every evaluation is a
+/// child scope of it that only adds its variables.
+static BASE: std::sync::LazyLock<kube_cel::cel::Context<'static>> =
+    std::sync::LazyLock::new(|| {
+        use kube_cel::KubeCelExt;
+        kube_cel::cel::Context::default().with_all()
+    });
+
+/// Programs compiled so far, by expression. Policies are few and change rarely, so parsing each
+/// expression once instead of on every request is what matters; the bound only keeps a stream
+/// of distinct expressions (policies rewritten in a loop) from growing it without end.
+static PROGRAMS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, Arc<kube_cel::cel::Program>>>,
+> = std::sync::LazyLock::new(Default::default);
+const PROGRAMS_MAX: usize = 1024;
+
+fn program(expr: &str) -> Result<Arc<kube_cel::cel::Program>, String> {
+    let cached = PROGRAMS
+        .lock()
+        .map_err(|_| "CEL program cache poisoned".to_string())?
+        .get(expr)
+        .cloned();
+    if let Some(p) = cached {
+        return Ok(p);
+    }
+    let p = Arc::new(
+        kube_cel::cel::Program::compile(expr).map_err(|e| format!("compilation error: {e}"))?,
+    );
+    let mut cache = PROGRAMS
+        .lock()
+        .map_err(|_| "CEL program cache poisoned".to_string())?;
+    if cache.len() >= PROGRAMS_MAX {
+        cache.clear();
+    }
+    cache.insert(expr.to_string(), p.clone());
+    Ok(p)
+}
+
 /// CEL evaluation over plain JSON: map keys (labels, annotations, data) stay as written, which
 /// is how the API server presents typed objects to policies. (kube-cel's VapEvaluator escapes
 /// every key, which breaks `'a.b/c' in object.metadata.annotations`.)
@@ -174,8 +216,7 @@ pub(crate) enum Outcome {
 
 impl Eval {
     pub(crate) fn new(vars: &[(&str, Value)]) -> Result<Eval, String> {
-        use kube_cel::KubeCelExt;
-        let mut ctx = kube_cel::cel::Context::default().with_all();
+        let mut ctx = BASE.new_inner_scope();
         for (name, v) in vars {
             let cv = kube_cel::cel::to_value(v).map_err(|e| e.to_string())?;
             ctx.add_variable_from_value(*name, cv);
@@ -187,8 +228,7 @@ impl Eval {
     }
 
     fn value(&self, expr: &str) -> Result<kube_cel::cel::Value, String> {
-        let program =
-            kube_cel::cel::Program::compile(expr).map_err(|e| format!("compilation error: {e}"))?;
+        let program = program(expr)?;
         program
             .execute(&self.ctx)
             .map_err(|e| format!("evaluation error: {e}"))
@@ -255,7 +295,12 @@ pub async fn admit(
 ) -> Result<(), ApiError> {
     crate::authz::escalation::check(state, req)?;
     let policies = state.policies();
-    if policies.is_empty() {
+    // Most writes (status writes above all) match no policy: they skip the namespace read.
+    if !policies.iter().any(|b| {
+        b.policy["spec"]
+            .get("matchConstraints")
+            .is_some_and(|m| rules_match(m, req))
+    }) {
         return Ok(());
     }
     let ns_obj = if req.namespace.is_empty() {

@@ -141,7 +141,7 @@ pub fn validate(state: &State, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
                 "Required value: schemas are required".into(),
             )),
             Some(schema) => {
-                if has_rules(schema) {
+                if crate::cel_rules::has_rules(schema) {
                     cel_errors(&kube_cel::compile_schema(schema), &path, &mut out);
                     out.extend(crate::celcheck::check_schema(schema, &path));
                 }
@@ -256,14 +256,6 @@ pub async fn served_resources(state: &State) -> Result<Vec<Resource>, ApiError> 
     Ok(out)
 }
 
-fn has_rules(schema: &Value) -> bool {
-    match schema {
-        Value::Object(o) => o.contains_key("x-kubernetes-validations") || o.values().any(has_rules),
-        Value::Array(a) => a.iter().any(has_rules),
-        _ => false,
-    }
-}
-
 /// Rules that do not compile, with the schema path they sit at.
 fn cel_errors(c: &kube_cel::CompiledSchema, path: &str, out: &mut Vec<Cause>) {
     for e in c.compilation_errors() {
@@ -327,7 +319,7 @@ pub fn resources_of(crd: &Value, meta_schema: Option<&Value>) -> Vec<Resource> {
             p.entry("kind").or_insert_with(|| json!({"type": "string"}));
         }
         // Only versions that carry rules pay for CEL at write time.
-        let cel = has_rules(&schema).then(|| Arc::new(kube_cel::compile_schema(&schema)));
+        let cel = crate::cel_rules::CelRules::compile(&schema).map(Arc::new);
         let mut subresources = Vec::new();
         if v.pointer("/subresources/status").is_some() {
             subresources.push("status".to_string());

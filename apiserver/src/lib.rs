@@ -5,6 +5,7 @@ pub mod admission;
 pub mod auth;
 pub mod authz;
 pub mod builtin;
+pub mod cel_rules;
 pub mod celcheck;
 pub mod crd;
 pub mod discovery;

@@ -75,7 +75,7 @@ pub struct Resource {
     /// `schema`, parsed once (patterns compiled) for pruning, defaulting and validation.
     pub compiled: Option<Arc<rdd_schema::Schema>>,
     /// The CEL rules (`x-kubernetes-validations`) of a CRD version, compiled once.
-    pub cel: Option<Arc<kube_cel::CompiledSchema>>,
+    pub cel: Option<Arc<crate::cel_rules::CelRules>>,
     /// True for CRD-defined kinds: their schema is authoritative (validation, defaulting).
     pub structural: bool,
     pub printer_columns: Vec<PrinterColumn>,

@@ -322,44 +322,31 @@ async fn finish(
     Ok(obj)
 }
 
-thread_local! {
-    // The CEL context with the Kubernetes libraries, built once per worker thread.
-    static CEL: kube_cel::Validator = kube_cel::Validator::new();
-}
-
 /// Evaluate a CRD's `x-kubernetes-validations` rules (transition rules see `old`).
-fn cel_causes(cel: &kube_cel::CompiledSchema, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-    let result = CEL.with(|v| v.validate_compiled(cel, obj, old));
-    match result {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors
-            .into_vec()
-            .into_iter()
-            .map(|e| {
-                let reason = e
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| "FieldValueInvalid".into());
-                // Worded as upstream's field errors of the rule's reason.
-                let message = match reason.as_str() {
-                    "FieldValueForbidden" => format!("Forbidden: {}", e.message),
-                    "FieldValueRequired" => format!("Required value: {}", e.message),
-                    "FieldValueDuplicate" => format!("Duplicate value: {}", e.message),
-                    _ => format!("Invalid value: {}", e.message),
-                };
-                Cause {
-                    reason,
-                    message,
-                    // A root-level rule has no field; upstream prints its nil path as "<nil>".
-                    field: if e.field_path.is_empty() {
-                        "<nil>".into()
-                    } else {
-                        e.field_path.clone()
-                    },
-                }
-            })
-            .collect(),
-    }
+fn cel_causes(cel: &crate::cel_rules::CelRules, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    cel.validate(obj, old)
+        .into_iter()
+        .map(|e| {
+            let reason = e.reason.unwrap_or_else(|| "FieldValueInvalid".into());
+            // Worded as upstream's field errors of the rule's reason.
+            let message = match reason.as_str() {
+                "FieldValueForbidden" => format!("Forbidden: {}", e.message),
+                "FieldValueRequired" => format!("Required value: {}", e.message),
+                "FieldValueDuplicate" => format!("Duplicate value: {}", e.message),
+                _ => format!("Invalid value: {}", e.message),
+            };
+            Cause {
+                reason,
+                message,
+                // A root-level rule has no field; upstream prints its nil path as "<nil>".
+                field: if e.field.is_empty() {
+                    "<nil>".into()
+                } else {
+                    e.field
+                },
+            }
+        })
+        .collect()
 }
 
 fn stored_managed(obj: &Value) -> Vec<rdd_ssa::ManagedFieldsEntry> {
