@@ -207,6 +207,12 @@ pub fn decode_bytes(body: &[u8], ct: &str) -> Result<Value, ApiError> {
     }
     let v: Value = if ct == crate::protobuf::MEDIA_TYPE {
         crate::protobuf::decode(body)?
+    } else if ct.contains("yaml")
+        && let Some(v) = json_object(body)
+    {
+        // Clients send apply patches (`application/apply-patch+yaml`) as JSON, which is YAML:
+        // the JSON parser reads them to the same value at a fraction of the cost.
+        v
     } else if ct.contains("yaml") {
         let s = std::str::from_utf8(body)
             .map_err(|e| ApiError::bad_request(format!("body is not valid UTF-8: {e}")))?;
@@ -217,6 +223,15 @@ pub fn decode_bytes(body: &[u8], ct: &str) -> Result<Value, ApiError> {
         })?
     };
     Ok(v)
+}
+
+/// `body` read as a JSON object, when it is one.
+fn json_object(body: &[u8]) -> Option<Value> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    serde_json::from_slice::<Value>(body).ok()
 }
 
 pub fn yaml_to_json(s: &str) -> Result<Value, ApiError> {
@@ -264,4 +279,25 @@ pub fn text_response(code: u16, text: &str) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_bodies_that_are_json_read_as_the_yaml_parser_reads_them() {
+        let ct = "application/apply-patch+yaml";
+        for body in [
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","labels":{"x":"1"}},"data":{"k":"v: w","n":"010"}}"#,
+            "  {\"a\": [1, 2.5, true, null, \"s\"], \"b\": {}}\n",
+        ] {
+            let fast = decode_bytes(body.as_bytes(), ct).expect("decodes");
+            let yaml = yaml_to_json(body).expect("yaml decodes");
+            assert_eq!(fast, yaml, "{body}");
+        }
+        let y = decode_bytes(b"a: 1\nb: [x]\n", ct).expect("yaml");
+        assert_eq!(y, serde_json::json!({"a": 1, "b": ["x"]}));
+        assert!(decode_bytes(b"{not json: [", ct).is_err());
+    }
 }
