@@ -5,6 +5,7 @@
 //! transaction (group commit); readers use their own read-only connections (WAL snapshots).
 //! Committed events are fanned out to watchers through [`hub::Hub`].
 
+mod cache;
 pub mod hub;
 mod sqlite;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use super::cache::{self, Lookup, RowCache};
 use super::hub::{Event, EventType, Hub};
 use super::{Row, StoreError, WriteOp};
 
@@ -66,6 +67,7 @@ pub struct Store {
     current: Arc<AtomicI64>,
     compacted: Arc<AtomicI64>,
     pub hub: Arc<Hub>,
+    cache: Arc<RowCache>,
 }
 
 /// SQLite's `unix-excl` VFS: the WAL index lives in this process's heap instead of a
@@ -173,11 +175,13 @@ impl Store {
         let current = Arc::new(AtomicI64::new(current.max(seq)));
         let compacted = Arc::new(AtomicI64::new(compacted));
         let (tx, rx) = mpsc::channel();
+        let cache = Arc::new(RowCache::new(cache::CAPACITY));
         let writer = Writer {
             conn,
             hub: hub.clone(),
             current: current.clone(),
             compacted: compacted.clone(),
+            cache: cache.clone(),
         };
         std::thread::Builder::new()
             .name("rdd-store-writer".into())
@@ -191,6 +195,7 @@ impl Store {
             current,
             compacted,
             hub,
+            cache,
         })
     }
 
@@ -296,6 +301,11 @@ impl Store {
     }
 
     pub async fn get(self: &Arc<Self>, key: &str) -> Result<Option<Row>, StoreError> {
+        match self.cache.get(key) {
+            Lookup::Live(row) => return Ok(Some(row)),
+            Lookup::Deleted => return Ok(None),
+            Lookup::Unknown => {}
+        }
         let key = key.to_string();
         self.read(move |c| get_latest(c, &key)).await
     }
@@ -478,15 +488,16 @@ struct Writer {
     hub: Arc<Hub>,
     current: Arc<AtomicI64>,
     compacted: Arc<AtomicI64>,
+    cache: Arc<RowCache>,
 }
 
-/// What the latest row of a key says, as the writer needs it.
+/// What the latest row of a key says, as the writer needs it (its value is read only when the
+/// cache does not have it).
 struct Latest {
     rev: i64,
     create_rev: i64,
     deleted: bool,
     lease: Option<i64>,
-    value: Vec<u8>,
 }
 
 impl Writer {
@@ -520,13 +531,14 @@ impl Writer {
         if writes.is_empty() {
             return;
         }
-        let result = (|| -> Result<Vec<Result<Arc<Event>, StoreError>>, StoreError> {
+        type Applied = Result<(Arc<Event>, i64), StoreError>;
+        let result = (|| -> Result<Vec<Applied>, StoreError> {
             let tx = self
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut results = Vec::with_capacity(writes.len());
             for (op, _) in writes.iter_mut() {
-                results.push(apply_op(&tx, op));
+                results.push(apply_op(&tx, op, &self.cache));
             }
             tx.commit()?;
             Ok(results)
@@ -534,9 +546,14 @@ impl Writer {
         match result {
             Ok(results) => {
                 let mut events = Vec::new();
-                for r in results.iter().flatten() {
-                    events.push(r.clone());
+                for (ev, create_rev) in results.iter().flatten() {
+                    // Committed: from here on this is the key's latest row (see cache.rs).
+                    let value = (ev.kind != EventType::Deleted).then(|| ev.object.clone());
+                    self.cache.put(&ev.key, ev.rev, *create_rev, value);
+                    events.push(ev.clone());
                 }
+                let results: Vec<Result<Arc<Event>, StoreError>> =
+                    results.into_iter().map(|r| r.map(|(ev, _)| ev)).collect();
                 if let Some(last) = events.last() {
                     self.current.store(last.rev, Ordering::SeqCst);
                 }
@@ -599,7 +616,7 @@ impl Writer {
 
 fn latest(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<Option<Latest>, StoreError> {
     let mut stmt = tx.prepare_cached(
-        "SELECT rev, create_rev, deleted, value, lease_expires FROM kv WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
+        "SELECT rev, create_rev, deleted, lease_expires FROM kv WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
     )?;
     Ok(stmt
         .query_row(params![key], |r| {
@@ -607,11 +624,29 @@ fn latest(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<Option<Latest>, S
                 rev: r.get(0)?,
                 create_rev: r.get(1)?,
                 deleted: r.get(2)?,
-                value: r.get(3)?,
-                lease: r.get(4)?,
+                lease: r.get(3)?,
             })
         })
         .optional()?)
+}
+
+/// The stored bytes of revision `rev`.
+fn blob_at(tx: &rusqlite::Transaction<'_>, rev: i64) -> Result<Vec<u8>, StoreError> {
+    let mut stmt = tx.prepare_cached("SELECT value FROM kv WHERE rev = ?1")?;
+    Ok(stmt.query_row(params![rev], |r| r.get(0))?)
+}
+
+/// The value of `key` at `rev`: the cached one when it is that revision, else read and parsed.
+fn value_at(
+    tx: &rusqlite::Transaction<'_>,
+    cache: &RowCache,
+    key: &str,
+    rev: i64,
+) -> Result<Arc<serde_json::Value>, StoreError> {
+    match cache.value_at(key, rev) {
+        Some(v) => Ok(v),
+        None => Ok(Arc::new(decode(&blob_at(tx, rev)?)?)),
+    }
 }
 
 fn insert(
@@ -641,8 +676,13 @@ fn insert(
     Ok(tx.last_insert_rowid())
 }
 
-/// Apply one write; the value moves into the event once stored (no copy per write).
-fn apply_op(tx: &rusqlite::Transaction<'_>, op: &mut WriteOp) -> Result<Arc<Event>, StoreError> {
+/// Apply one write; the value moves into the event once stored (no copy per write). Returns the
+/// event and the key's create revision.
+fn apply_op(
+    tx: &rusqlite::Transaction<'_>,
+    op: &mut WriteOp,
+    cache: &RowCache,
+) -> Result<(Arc<Event>, i64), StoreError> {
     match op {
         WriteOp::Create {
             key,
@@ -657,14 +697,15 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &mut WriteOp) -> Result<Arc<Even
             };
             let blob = encode(value)?;
             let rev = insert(tx, key, false, None, prev_rev, *lease_expires, &blob)?;
-            Ok(Arc::new(Event {
+            let ev = Arc::new(Event {
                 rev,
                 key: key.clone(),
                 kind: EventType::Added,
                 object: Arc::new(std::mem::take(value)),
                 prev: None,
                 encoded: Default::default(),
-            }))
+            });
+            Ok((ev, rev))
         }
         WriteOp::Update {
             key,
@@ -681,16 +722,18 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &mut WriteOp) -> Result<Arc<Even
                     found: l.rev,
                 });
             }
+            let prev = value_at(tx, cache, key, l.rev)?;
             let blob = encode(value)?;
             let rev = insert(tx, key, false, Some(l.create_rev), l.rev, l.lease, &blob)?;
-            Ok(Arc::new(Event {
+            let ev = Arc::new(Event {
                 rev,
                 key: key.clone(),
                 kind: EventType::Modified,
                 object: Arc::new(std::mem::take(value)),
-                prev: Some(Arc::new(decode(&l.value)?)),
+                prev: Some(prev),
                 encoded: Default::default(),
-            }))
+            });
+            Ok((ev, l.create_rev))
         }
         WriteOp::Delete { key, expected_rev } => {
             let l = match latest(tx, key)? {
@@ -704,16 +747,21 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &mut WriteOp) -> Result<Arc<Even
                 });
             }
             // The tombstone keeps the last value so DELETED events and history reads need no join.
-            let rev = insert(tx, key, true, Some(l.create_rev), l.rev, None, &l.value)?;
-            let last = Arc::new(decode(&l.value)?);
-            Ok(Arc::new(Event {
+            let blob = blob_at(tx, l.rev)?;
+            let rev = insert(tx, key, true, Some(l.create_rev), l.rev, None, &blob)?;
+            let last = match cache.value_at(key, l.rev) {
+                Some(v) => v,
+                None => Arc::new(decode(&blob)?),
+            };
+            let ev = Arc::new(Event {
                 rev,
                 key: key.clone(),
                 kind: EventType::Deleted,
                 object: last.clone(),
                 prev: Some(last),
                 encoded: Default::default(),
-            }))
+            });
+            Ok((ev, l.create_rev))
         }
     }
 }
