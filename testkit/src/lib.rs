@@ -166,6 +166,27 @@ impl Scope {
         }
         id
     }
+    /// `count` distinct untagged images of this scope (one import each of the same rootfs,
+    /// told apart by a `rdd-variant` label); returns their IDs.
+    pub fn images(&self, count: usize) -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tar = rootfs_tar(dir.path());
+        let label = format!("LABEL {}", self.label());
+        (0..count)
+            .map(|i| {
+                docker(&[
+                    "import",
+                    "--change",
+                    &label,
+                    "--change",
+                    &format!("LABEL rdd-variant={i}"),
+                    "--change",
+                    "CMD [\"/bin/sh\"]",
+                    &tar.to_string_lossy(),
+                ])
+            })
+            .collect()
+    }
     /// `<repo>:<tag>` of this scope's images.
     pub fn image_ref(&self, tag: &str) -> String {
         format!("{}:{tag}", self.name("img"))

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use futures::StreamExt;
 use rdd_api::containers::{Volume, VolumeStatus};
 use rdd_kit::apply::Applier;
 use rdd_mirror::gateway::{Gateway, is_not_found};
@@ -34,6 +35,8 @@ pub struct Volumes {
     pub gateway: Gateway,
     /// Docker label filters from the configured selector.
     pub labels: Vec<String>,
+    /// Mirrors applied at once during a full sync.
+    pub concurrency: usize,
     pub sweep_wait: Duration,
 }
 
@@ -48,6 +51,7 @@ impl Volumes {
             ),
             gateway: s.gateway.clone(),
             labels: labels::docker_filters(&s.cfg.label_selector),
+            concurrency: s.cfg.sync_concurrency,
             sweep_wait: Duration::from_secs(s.cfg.sweep_wait_seconds),
         }
     }
@@ -127,13 +131,20 @@ impl MirrorKind for Volumes {
             listed: list.len(),
             ..Default::default()
         };
-        for v in &list {
-            match self.apply(ns, v).await {
+        // The list carries every field a mirror shows: no inspect, only bounded applies.
+        let mut results = futures::stream::iter(list.into_iter().map(|v| async move {
+            let r = self.apply(ns, &v).await;
+            (v.name, r)
+        }))
+        .buffer_unordered(self.concurrency.max(1));
+        while let Some((name, r)) = results.next().await {
+            match r {
                 Ok(wrote) => report.applied += wrote as usize,
                 // Skip and report; the others still sync (R-ENG-L3).
-                Err(e) => report.skipped.push(format!("{}: {e}", v.name)),
+                Err(e) => report.skipped.push(format!("{name}: {e}")),
             }
         }
+        drop(results);
         for name in self.objects.stale(ns, &keep) {
             self.objects.release(ns, &name).await?;
             report.pruned += 1;
