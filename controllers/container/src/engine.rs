@@ -84,20 +84,30 @@ impl Containers {
         &self.objects.client
     }
 
-    /// Inspect `id` and apply its mirror; `None` when the container is gone.
-    async fn inspect_apply(&self, ns: &str, id: &str) -> Result<Option<Applied>, MirrorError> {
+    /// The mirror status of container `id`; `None` when the container is gone.
+    async fn inspect(&self, id: &str) -> Result<Option<(String, ContainerStatus)>, MirrorError> {
         let mut gw = self.gateway.clone();
-        let c = match gw
+        match gw
             .inspect_container(ContainerRef { id: id.to_string() })
             .instrument(tracing::debug_span!("gateway", call = "InspectContainer", %id))
             .await
         {
-            Ok(c) => c.into_inner(),
-            Err(s) if is_not_found(&s) => return Ok(None),
-            Err(s) => return Err(s.into()),
-        };
-        let status = mirror::status(&c);
-        self.apply(ns, &c.id, status).await.map(Some)
+            Ok(c) => {
+                let c = c.into_inner();
+                let status = mirror::status(&c);
+                Ok(Some((c.id, status)))
+            }
+            Err(s) if is_not_found(&s) => Ok(None),
+            Err(s) => Err(s.into()),
+        }
+    }
+
+    /// Inspect `id` and apply its mirror; `None` when the container is gone.
+    async fn inspect_apply(&self, ns: &str, id: &str) -> Result<Option<Applied>, MirrorError> {
+        match self.inspect(id).await? {
+            Some((id, status)) => self.apply(ns, &id, status).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Bring mirror `name` to `desired`, writing only what differs from the informer's copy.
@@ -208,11 +218,23 @@ impl MirrorKind for Containers {
             listed: list.len(),
             ..Default::default()
         };
+        // Two bounded stages in a pipeline: inspects feed applies as they complete, so neither
+        // the gateway nor the API server waits for the other's slowest call.
+        let conc = self.concurrency.max(1);
         let mut results = futures::stream::iter(list.into_iter().map(|c| async move {
-            let r = self.inspect_apply(ns, &c.id).await;
+            let r = self.inspect(&c.id).await;
             (c.id, r)
         }))
-        .buffer_unordered(self.concurrency.max(1));
+        .buffer_unordered(conc)
+        .map(|(id, r)| async move {
+            let r = match r {
+                Ok(Some((cid, status))) => self.apply(ns, &cid, status).await.map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            (id, r)
+        })
+        .buffer_unordered(conc);
         while let Some((id, r)) = results.next().await {
             match r {
                 Ok(Some(a)) if a.wrote() => report.applied += 1,
