@@ -146,7 +146,8 @@ impl CelRules {
                 let field = match (prefix.is_empty(), e.field_path.is_empty()) {
                     (true, _) => e.field_path,
                     (false, true) => prefix.clone(),
-                    (false, false) if e.field_path.starts_with('[') => {
+                    // A rule's `fieldPath` comes back as written (".x", "['a.b']").
+                    (false, false) if e.field_path.starts_with(['[', '.']) => {
                         format!("{prefix}{}", e.field_path)
                     }
                     (false, false) => format!("{prefix}.{}", e.field_path),
@@ -245,6 +246,22 @@ mod tests {
         let fields: Vec<&str> = f.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["status.limits.cpu", "status.ports[1]"]);
         assert_eq!(f[1].message, "port must be positive");
+    }
+
+    #[test]
+    fn a_rule_field_path_is_joined_to_its_root() {
+        let s = json!({
+            "type": "object",
+            "properties": {"spec": {
+                "type": "object",
+                "x-kubernetes-validations": [{"rule": "self.replicas <= 3", "message": "too many", "fieldPath": ".replicas"}],
+                "properties": {"replicas": {"type": "integer"}}
+            }}
+        });
+        let r = CelRules::compile(&s).expect("rules");
+        let f = r.validate(&json!({"spec": {"replicas": 5}}), None);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].field, "spec.replicas");
     }
 
     #[test]
