@@ -43,13 +43,7 @@ struct Procs(Vec<Child>, PathBuf);
 impl Drop for Procs {
     fn drop(&mut self) {
         for c in self.0.iter_mut().rev() {
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(50);
-            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            rdd_testkit::terminate(c, Duration::from_secs(50));
         }
         // A host agent that survived (it should not) is killed by its PID file.
         if let Ok(pid) = std::fs::read_to_string(self.1.join("ha.pid"))

@@ -219,16 +219,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
             // SIGTERM first so the server can shut down as in normal use.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            rdd_testkit::terminate(c, Duration::from_secs(5));
         }
     }
 }

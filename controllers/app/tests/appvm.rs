@@ -63,16 +63,7 @@ struct Proc {
 
 impl Proc {
     fn term(&mut self, wait: Duration) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        rdd_testkit::terminate(&mut self.child, wait);
     }
 }
 
