@@ -67,6 +67,31 @@ pub(crate) fn write_of(o: &ConfigMap) -> Write {
     )
 }
 
+/// A client that does not retry, and 20 acknowledged 1 KiB creates to check for afterwards.
+pub(crate) async fn start_with_acked(server: &Server) -> (Api<ConfigMap>, Vec<Write>) {
+    let api: Api<ConfigMap> =
+        Api::namespaced(client_no_retry(&server.kubeconfig()).await, "default");
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let o = api
+            .create(&PostParams::default(), &cm(&format!("a-{i}"), 1024))
+            .await
+            .unwrap();
+        acked.push(write_of(&o));
+    }
+    (api, acked)
+}
+
+/// Nothing acknowledged is lost across a crash after the fault either: kill -9, restart, check,
+/// and stop the server.
+pub(crate) async fn survives_kill9(server: &mut Server, acked: &[Write]) {
+    server.restart();
+    let api: Api<ConfigMap> = Api::namespaced(server.client().await, "default");
+    check(&api, acked, "after kill -9 and restart").await;
+    eprintln!("{} acknowledged writes all present", acked.len());
+    server.kill9();
+}
+
 /// Create until the server refuses; returns the refusal (code, Status body), or the error
 /// that was not a Status (the connection failed: the caller looks at the server).
 pub(crate) async fn write_until_refused(
@@ -153,16 +178,7 @@ async fn disk_full_answers_503_recovers_when_space_returns_and_loses_nothing() {
         return;
     };
     let mut server = Server::start(home.path(), 0);
-    let api: Api<ConfigMap> =
-        Api::namespaced(client_no_retry(&server.kubeconfig()).await, "default");
-    let mut acked = Vec::new();
-    for i in 0..20 {
-        let o = api
-            .create(&PostParams::default(), &cm(&format!("a-{i}"), 1024))
-            .await
-            .unwrap();
-        acked.push(write_of(&o));
-    }
+    let (api, mut acked) = start_with_acked(&server).await;
 
     // Disk full.
     let t = std::time::Instant::now();
@@ -184,11 +200,6 @@ async fn disk_full_answers_503_recovers_when_space_returns_and_loses_nothing() {
     eprintln!("recovered after {:?}", t.elapsed());
     check(&api, &acked, "after space returned").await;
 
-    // Nothing acknowledged is lost across a crash after the faults either.
-    server.restart();
-    let api: Api<ConfigMap> = Api::namespaced(server.client().await, "default");
-    check(&api, &acked, "after kill -9 and restart").await;
-    eprintln!("{} acknowledged writes all present", acked.len());
-    server.kill9();
+    survives_kill9(&mut server, &acked).await;
     drop(fs);
 }

@@ -15,11 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 
-use crate::disk::{assert_unavailable, check, cm, write_of, write_recovers, write_until_refused};
-use crate::support::{SERIAL, Server, client_no_retry};
+use crate::disk::{
+    assert_unavailable, check, start_with_acked, survives_kill9, write_recovers,
+    write_until_refused,
+};
+use crate::support::{SERIAL, Server};
 
 /// An ext4 image loop-mounted at `dir`; unmounted (and its flags cleared) on drop.
 struct Ext4 {
@@ -84,16 +86,7 @@ async fn read_only_database_answers_503_keeps_reads_recovers_and_loses_nothing()
         return;
     };
     let mut server = Server::start(home.path(), 0);
-    let api: Api<ConfigMap> =
-        Api::namespaced(client_no_retry(&server.kubeconfig()).await, "default");
-    let mut acked = Vec::new();
-    for i in 0..20 {
-        let o = api
-            .create(&PostParams::default(), &cm(&format!("a-{i}"), 1024))
-            .await
-            .unwrap();
-        acked.push(write_of(&o));
-    }
+    let (api, mut acked) = start_with_acked(&server).await;
 
     // Read-only.
     fs.immutable(true);
@@ -149,11 +142,6 @@ async fn read_only_database_answers_503_keeps_reads_recovers_and_loses_nothing()
     eprintln!("recovered after {:?}", t.elapsed());
     check(&api, &acked, "after writes returned").await;
 
-    // Nothing acknowledged is lost across a crash after the fault either.
-    server.restart();
-    let api: Api<ConfigMap> = Api::namespaced(server.client().await, "default");
-    check(&api, &acked, "after kill -9 and restart").await;
-    eprintln!("{} acknowledged writes all present", acked.len());
-    server.kill9();
+    survives_kill9(&mut server, &acked).await;
     drop(fs);
 }
