@@ -207,16 +207,17 @@ pub fn decode_bytes(body: &[u8], ct: &str) -> Result<Value, ApiError> {
     }
     let v: Value = if ct == crate::protobuf::MEDIA_TYPE {
         crate::protobuf::decode(body)?
-    } else if ct.contains("yaml")
-        && let Some(v) = json_object(body)
-    {
+    } else if ct.contains("yaml") {
         // Clients send apply patches (`application/apply-patch+yaml`) as JSON, which is YAML:
         // the JSON parser reads them to the same value at a fraction of the cost.
-        v
-    } else if ct.contains("yaml") {
-        let s = std::str::from_utf8(body)
-            .map_err(|e| ApiError::bad_request(format!("body is not valid UTF-8: {e}")))?;
-        yaml_to_json(s)?
+        match json_object(body) {
+            Some(v) => v,
+            None => {
+                let s = std::str::from_utf8(body)
+                    .map_err(|e| ApiError::bad_request(format!("body is not valid UTF-8: {e}")))?;
+                yaml_to_json(s)?
+            }
+        }
     } else {
         serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml: {e}"))

@@ -15,13 +15,30 @@ pub mod otlp;
 pub use kinds::{MirrorControllers, free_port};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
+
+/// Stop a process under test as a user would: SIGTERM, so it shuts down its own way, then
+/// SIGKILL if it is still running after `grace`; reaped either way.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    // SAFETY: kill(2) with a PID this process spawned and has not reaped yet.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
 
 pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 pub const IMAGE: &str = "rdd-test/busybox:1";
@@ -151,16 +168,7 @@ impl Scope {
     /// with all its tags.
     pub fn image(&self, tags: &[&str]) -> String {
         let dir = tempfile::tempdir().expect("tempdir");
-        let tar = rootfs_tar(dir.path());
-        let label = format!("LABEL {}", self.label());
-        let id = docker(&[
-            "import",
-            "--change",
-            &label,
-            "--change",
-            "CMD [\"/bin/sh\"]",
-            &tar.to_string_lossy(),
-        ]);
+        let id = self.import(&rootfs_tar(dir.path()), &[]);
         for t in tags {
             docker(&["tag", &id, &self.image_ref(t)]);
         }
@@ -171,21 +179,21 @@ impl Scope {
     pub fn images(&self, count: usize) -> Vec<String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let tar = rootfs_tar(dir.path());
-        let label = format!("LABEL {}", self.label());
         (0..count)
-            .map(|i| {
-                docker(&[
-                    "import",
-                    "--change",
-                    &label,
-                    "--change",
-                    &format!("LABEL rdd-variant={i}"),
-                    "--change",
-                    "CMD [\"/bin/sh\"]",
-                    &tar.to_string_lossy(),
-                ])
-            })
+            .map(|i| self.import(&tar, &[&format!("LABEL rdd-variant={i}")]))
             .collect()
+    }
+    /// `docker import` of the rootfs `tar` with this scope's label, a shell as its command and
+    /// the Dockerfile instructions `changes`; returns the image ID.
+    fn import(&self, tar: &Path, changes: &[&str]) -> String {
+        let label = format!("LABEL {}", self.label());
+        let tar = tar.to_string_lossy();
+        let mut args = vec!["import", "--change", &label];
+        for c in changes {
+            args.extend(["--change", c]);
+        }
+        args.extend(["--change", "CMD [\"/bin/sh\"]", &tar]);
+        docker(&args)
     }
     /// `<repo>:<tag>` of this scope's images.
     pub fn image_ref(&self, tag: &str) -> String {

@@ -53,11 +53,15 @@ impl RowCache {
         match entries.get(key) {
             None => Lookup::Unknown,
             Some(Entry { value: None, .. }) => Lookup::Deleted,
-            Some(e) => Lookup::Live(Row {
+            Some(Entry {
+                rev,
+                create_rev,
+                value: Some(v),
+            }) => Lookup::Live(Row {
                 key: key.to_string(),
-                rev: e.rev,
-                create_rev: e.create_rev,
-                value: e.value.clone().unwrap_or_default(),
+                rev: *rev,
+                create_rev: *create_rev,
+                value: v.clone(),
             }),
         }
     }
