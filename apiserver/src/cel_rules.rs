@@ -238,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn failures_carry_paths_from_the_object_root() {
+    fn cp_120_failures_carry_paths_from_the_object_root() {
         let r = CelRules::compile(&schema()).expect("rules");
         let obj = json!({"status": {"ports": [{"port": 1}, {"port": 0}], "limits": {"cpu": 65}}});
         let mut f = r.validate(&obj, None);
@@ -249,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_field_path_is_joined_to_its_root() {
+    fn cp_120_a_rule_field_path_is_joined_to_its_root() {
         let s = json!({
             "type": "object",
             "properties": {"spec": {
@@ -265,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn transition_rules_see_the_old_value_and_are_never_skipped() {
+    fn cp_120_transition_rules_see_the_old_value_and_are_never_skipped() {
         let r = CelRules::compile(&schema()).expect("rules");
         let old = json!({"spec": {"image": "a"}});
         let f = r.validate(&json!({"spec": {"image": "b"}}), Some(&old));
@@ -284,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_values_are_ratcheted_changed_ones_are_not() {
+    fn cp_108_unchanged_values_are_ratcheted_changed_ones_are_not() {
         let r = CelRules::compile(&schema()).expect("rules");
         let bad = json!({"status": {"ports": [{"port": 0}]}});
         // Stored before the rule existed: an update that leaves the value alone passes.

@@ -287,7 +287,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn yaml_bodies_that_are_json_read_as_the_yaml_parser_reads_them() {
+    fn cp_47_yaml_bodies_that_are_json_read_as_the_yaml_parser_reads_them() {
         let ct = "application/apply-patch+yaml";
         for body in [
             r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","labels":{"x":"1"}},"data":{"k":"v: w","n":"010"}}"#,

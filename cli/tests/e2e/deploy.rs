@@ -402,3 +402,96 @@ fn crd_cel_rules_are_type_checked_at_creation() {
     let o = s.apply_stdin(&kubectl_new(), &["apply", "-f", "-"], &thing(3, "a"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// CP-108 (validation ratcheting) for CEL rules, through kubectl: a value stored before a rule
+/// tightened is not re-reported while an update leaves it alone, and is checked again as soon
+/// as the update changes it. The rule sits on `spec.replicas`, so writing `spec.name` leaves
+/// its value unchanged.
+#[test]
+fn cp_108_cel_rule_errors_of_unchanged_values_are_ratcheted() {
+    let s = Server::start();
+    let k = PathBuf::from(KUBECTL_OLD);
+    let crd = |max: i64| {
+        format!(
+            r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gauges.test.rdd.io
+spec:
+  group: test.rdd.io
+  scope: Namespaced
+  names: {{plural: gauges, kind: Gauge}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              name: {{type: string}}
+              replicas:
+                type: integer
+                x-kubernetes-validations:
+                - {{rule: "self <= {max}", message: "at most {max} replicas"}}
+"#
+        )
+    };
+    let o = s.apply_stdin(&k, &["apply", "-f", "-"], &crd(5));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.ok(
+        &k,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/gauges.test.rdd.io",
+        ],
+    );
+    let gauge = |replicas: i64, name: &str| {
+        format!(
+            "apiVersion: test.rdd.io/v1\nkind: Gauge\nmetadata:\n  name: g1\nspec:\n  replicas: {replicas}\n  name: {name}\n"
+        )
+    };
+    let o = s.apply_stdin(&k, &["apply", "-f", "-"], &gauge(4, "a"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The rule tightens: the stored 4 is now invalid.
+    let o = s.apply_stdin(&k, &["apply", "-f", "-"], &crd(2));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A new object is checked in full.
+    let o = s.apply_stdin(
+        &k,
+        &["create", "-f", "-", "--dry-run=server"],
+        &gauge(4, "b").replace("g1", "g2"),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "a new gauge with 4 replicas was accepted"
+    );
+    assert!(err.contains("at most 2 replicas"), "{err}");
+    // An update that leaves replicas alone passes.
+    let o = s.apply_stdin(&k, &["apply", "-f", "-"], &gauge(4, "renamed"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        s.ok(&k, &["get", "gauge", "g1", "-o", "jsonpath={.spec.name}"]),
+        "renamed"
+    );
+    // One that changes it is checked again, even towards a smaller invalid value.
+    let o = s.apply_stdin(&k, &["apply", "-f", "-"], &gauge(3, "renamed"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "replicas 4 → 3 was accepted");
+    assert!(
+        err.contains("spec.replicas") && err.contains("at most 2 replicas"),
+        "{err}"
+    );
+    assert_eq!(
+        s.ok(
+            &k,
+            &["get", "gauge", "g1", "-o", "jsonpath={.spec.replicas}"]
+        ),
+        "4"
+    );
+}
